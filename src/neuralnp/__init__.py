@@ -1,0 +1,19 @@
+"""neuralnp: neural networks from scratch on NumPy, with backpropagation written out by hand.
+
+>>> import neuralnp as nn
+>>> model = nn.Sequential([nn.Dense(16, activation="relu"), nn.Dense(1, activation="sigmoid")])
+"""
+
+__version__ = "0.1.0"
+
+from . import (  # noqa: E402
+    callbacks, datasets, initializers, losses, metrics, optimizers, preprocessing,
+)
+from .callbacks import Callback, History  # noqa: E402
+from .layers import (  # noqa: E402
+    ELU, GELU, SELU, Activation, ArcTan, BinaryStep, Dense, Layer, LeakyReLU, Linear, PReLU,
+    ReLU, Sigmoid, SiLU, Softmax, Softplus, Swish, Tanh,
+)
+from .model import Sequential, TrainingDivergedError  # noqa: E402
+from .optimizers import SGD, Adam  # noqa: E402
+from .serialization import load_model  # noqa: E402

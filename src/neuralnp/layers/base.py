@@ -1,0 +1,138 @@
+"""The layer contract every layer follows.
+
+A layer is built once its input shape is known, runs ``forward`` (caching what ``backward`` needs)
+and ``backward`` (overwriting its parameters' gradients and returning the gradient with respect to
+its input). It never updates its own weights: that is the optimizer's job.
+"""
+
+import re
+
+import numpy as np
+
+from .. import initializers
+from .._registry import Configurable
+from ..backend import resolve_dtype
+from ..parameters import Parameter
+
+
+class Layer(Configurable):
+    """Base class: ``build`` → ``forward`` / ``backward`` → ``parameters``.
+
+    Shapes exclude the batch axis: a Dense layer fed ``(batch, 30)`` has ``input_shape == (30,)``.
+    Arrays returned by ``forward``/``backward`` may be workspaces that the next call overwrites;
+    copy them if you keep them.
+    """
+
+    def __init__(self, name=None, dtype=None):
+        self.name = name or _default_name(type(self).__name__)
+        self._dtype_arg = None if dtype is None else resolve_dtype(dtype).name
+        self.dtype = None if dtype is None else resolve_dtype(dtype)
+        self.built = False
+        self.input_shape = None
+        self.output_shape = None
+        # The model clears this on its first layer: nobody needs dL/dx of the data.
+        self.need_input_grad = True
+        # Set by the model when the final activation is fused into the loss (see model.compile).
+        self.emit_logits = False
+        self._params = []
+        self._rng = None
+        self._workspaces = {}
+
+    # -- building -------------------------------------------------------------------------------
+
+    def build_for(self, input_shape, dtype=None, rng=None):
+        """Build for ``input_shape`` (no batch axis) with the model's dtype and generator."""
+        if self.dtype is None or dtype is not None:
+            self.dtype = resolve_dtype(dtype or self.dtype or "float32")
+        self._rng = rng if rng is not None else np.random.default_rng()
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self._params = []
+        self.build(self.input_shape)
+        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        self.built = True
+        return self.output_shape
+
+    def build(self, input_shape):
+        """Create parameters with :meth:`add_weight`; the default layer has none."""
+
+    def add_weight(self, name, shape, initializer):
+        init = initializers.get(initializer)
+        param = Parameter(f"{self.name}.{name}", init(tuple(shape), self.dtype, self._rng))
+        self._params.append(param)
+        return param
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    # -- running --------------------------------------------------------------------------------
+
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, grad_out):
+        raise NotImplementedError
+
+    def __call__(self, x, training=False):
+        """Build from ``x`` if needed (standalone use), then ``forward``."""
+        if not self.built:
+            dtype = x.dtype if np.issubdtype(np.asarray(x).dtype, np.floating) else None
+            self.build_for(np.shape(x)[1:], dtype=dtype)
+        return self.forward(x, training=training)
+
+    def _workspace(self, key, shape, dtype=None):
+        """A cached array for ``key`` and ``shape``, so hot paths allocate once per batch size."""
+        shape = tuple(shape)
+        buf = self._workspaces.get((key, shape))
+        if buf is None:
+            buf = np.empty(shape, dtype=dtype or self.dtype)
+            self._workspaces[(key, shape)] = buf
+        return buf
+
+    # -- weights --------------------------------------------------------------------------------
+
+    def parameters(self):
+        """This layer's parameters, in Keras's weight order (e.g. kernel, then bias)."""
+        return list(self._params)
+
+    def count_params(self):
+        return sum(p.size for p in self.parameters())
+
+    def get_weights(self):
+        """Copies of the weights as NumPy arrays, in Keras's order and shapes."""
+        return [np.array(p.value, copy=True) for p in self.parameters()]
+
+    def set_weights(self, weights):
+        """Copy ``weights`` (arrays in :meth:`get_weights` order) into the parameters in place."""
+        params = self.parameters()
+        weights = list(weights)
+        if len(weights) != len(params):
+            raise ValueError(
+                f"layer {self.name!r} has {len(params)} weight arrays, got {len(weights)}; "
+                "pass them in get_weights() order"
+            )
+        for p, w in zip(params, weights):
+            w = np.asarray(w)
+            if w.shape != p.shape:
+                raise ValueError(
+                    f"weight {p.name!r} has shape {p.shape}, got an array of shape {w.shape}"
+                )
+            p.value[...] = w
+
+    def get_config(self):
+        config = {"name": self.name}
+        if self._dtype_arg is not None:
+            config["dtype"] = self._dtype_arg
+        return config
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+_counters = {}
+
+
+def _default_name(class_name):
+    snake = re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z]+)", r"\1_\2", class_name)).lower()
+    _counters[snake] = _counters.get(snake, 0) + 1
+    count = _counters[snake]
+    return snake if count == 1 else f"{snake}_{count - 1}"

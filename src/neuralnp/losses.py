@@ -1,0 +1,178 @@
+"""Losses: the mean over the batch and its gradient with respect to the predictions.
+
+``forward(y_pred, y_true, sample_weight=None)`` returns ``L = (1/N) Σ_i w_i · ℓ_i`` (``w_i = 1``
+without weights, N the batch size) and caches what ``backward()`` needs; ``backward()`` returns
+``∂L/∂y_pred``, the same shape as ``y_pred``. Per-sample losses average over the output features,
+as Keras does, so ``mse`` equals PyTorch's ``MSELoss(reduction="mean")``.
+
+The cross-entropies take ``from_logits``. The model passes logits itself when the network ends in
+softmax (or sigmoid) and the loss is a cross-entropy: that fused path is stable (log-sum-exp) and
+its gradient is simply ``p - y``.
+"""
+
+import numpy as np
+
+from ._registry import Configurable, resolve
+from .layers.activations import sigmoid
+
+EPSILON = 1e-7  # probabilities are clipped to [ε, 1 - ε] before a log, as Keras does
+
+
+class Loss(Configurable):
+    """Base class: subclasses return per-sample losses and unscaled gradients from ``_compute``."""
+
+    name = "loss"
+
+    def __init__(self, from_logits=False):
+        self.from_logits = bool(from_logits)
+
+    def forward(self, y_pred, y_true, sample_weight=None):
+        per_sample, grad = self._compute(y_pred, y_true)
+        n = y_pred.shape[0]
+        if sample_weight is None:
+            self._grad = grad / n
+            return float(np.sum(per_sample) / n)
+        w = np.asarray(sample_weight, dtype=y_pred.dtype).reshape((n,) + (1,) * (y_pred.ndim - 1))
+        self._grad = grad * (w / n)
+        return float(np.sum(per_sample * w.reshape(n)) / n)
+
+    __call__ = forward
+
+    def backward(self):
+        return self._grad
+
+    def get_config(self):
+        return {"from_logits": self.from_logits} if self.from_logits else {}
+
+
+def _features(y):
+    return int(np.prod(y.shape[1:])) or 1
+
+
+class MeanSquaredError(Loss):
+    """``ℓ = mean_j (ŷ_j - y_j)²``; ``∂ℓ/∂ŷ = 2(ŷ - y)/d``."""
+
+    name = "mse"
+
+    def _compute(self, y_pred, y_true):
+        diff = y_pred - y_true
+        d = _features(y_pred)
+        return np.mean((diff * diff).reshape(len(diff), -1), axis=1), diff * (2.0 / d)
+
+
+class MeanAbsoluteError(Loss):
+    """``ℓ = mean_j |ŷ_j - y_j|``; ``∂ℓ/∂ŷ = sign(ŷ - y)/d``."""
+
+    name = "mae"
+
+    def _compute(self, y_pred, y_true):
+        diff = y_pred - y_true
+        d = _features(y_pred)
+        return np.mean(np.abs(diff).reshape(len(diff), -1), axis=1), np.sign(diff) / d
+
+
+class Huber(Loss):
+    """``ℓ = mean_j (½a² if a ≤ δ else δ(a - ½δ))`` with ``a = |ŷ - y|``; gradient ``clip(ŷ-y, ±δ)/d``."""
+
+    name = "huber"
+
+    def __init__(self, delta=1.0, from_logits=False):
+        super().__init__(from_logits)
+        if delta <= 0:
+            raise ValueError(f"Huber delta must be positive, got {delta}")
+        self.delta = float(delta)
+
+    def _compute(self, y_pred, y_true):
+        diff = y_pred - y_true
+        a = np.abs(diff)
+        per = np.where(a <= self.delta, 0.5 * a * a, self.delta * (a - 0.5 * self.delta))
+        d = _features(y_pred)
+        return np.mean(per.reshape(len(diff), -1), axis=1), np.clip(diff, -self.delta, self.delta) / d
+
+    def get_config(self):
+        return {**super().get_config(), "delta": self.delta}
+
+
+class BinaryCrossentropy(Loss):
+    """``ℓ = -mean_j [y log p + (1 - y) log(1 - p)]``, ``p = σ(z)`` when ``from_logits``.
+
+    From logits: ``ℓ = max(z, 0) - z·y + log(1 + e^-|z|)`` and ``∂ℓ/∂z = (σ(z) - y)/d``.
+    From probabilities, ``p`` is clipped to ``[ε, 1 - ε]``: ``∂ℓ/∂p = (p - y) / (p(1 - p)) / d``.
+    """
+
+    name = "binary_crossentropy"
+
+    def _compute(self, y_pred, y_true):
+        n, d = len(y_pred), _features(y_pred)
+        if self.from_logits:
+            z = y_pred
+            per = np.maximum(z, 0) - z * y_true + np.log1p(np.exp(-np.abs(z)))
+            self.probabilities = sigmoid(z)
+            return np.mean(per.reshape(n, -1), axis=1), (self.probabilities - y_true) / d
+        p = np.clip(y_pred, EPSILON, 1 - EPSILON)
+        per = -(y_true * np.log(p) + (1 - y_true) * np.log1p(-p))
+        return np.mean(per.reshape(n, -1), axis=1), (p - y_true) / (p * (1 - p)) / d
+
+
+class CategoricalCrossentropy(Loss):
+    """``ℓ = -Σ_k y_k log p_k`` with one-hot (or soft) targets ``y``; ``p = softmax(z)`` from logits.
+
+    From logits: ``log p = z - logsumexp(z)`` and ``∂ℓ/∂z = p·Σ_k y_k - y`` (``p - y`` for one-hot).
+    From probabilities (rows assumed to sum to 1, as softmax's do): ``∂ℓ/∂p = -y / clip(p)``.
+    """
+
+    name = "categorical_crossentropy"
+
+    def _compute(self, y_pred, y_true):
+        if self.from_logits:
+            log_p = _log_softmax(y_pred)
+            self.probabilities = np.exp(log_p)
+            grad = self.probabilities * np.sum(y_true, axis=-1, keepdims=True) - y_true
+            return -np.sum(y_true * log_p, axis=-1), grad
+        p = np.clip(y_pred, EPSILON, 1 - EPSILON)
+        return -np.sum(y_true * np.log(p), axis=-1), -y_true / p
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Categorical cross-entropy with integer labels ``y ∈ {0..K-1}`` of shape ``(N,)``:
+    ``ℓ = -log p_y``; from logits ``∂ℓ/∂z = p - onehot(y)``."""
+
+    name = "sparse_categorical_crossentropy"
+
+    def _compute(self, y_pred, y_true):
+        labels = np.asarray(y_true).reshape(-1).astype(np.intp, copy=False)
+        rows = np.arange(len(labels))
+        if self.from_logits:
+            log_p = _log_softmax(y_pred)
+            self.probabilities = np.exp(log_p)
+            grad = self.probabilities.copy()
+            grad[rows, labels] -= 1
+            return -log_p[rows, labels], grad
+        p = np.clip(y_pred, EPSILON, 1 - EPSILON)
+        grad = np.zeros_like(y_pred)
+        grad[rows, labels] = -1.0 / p[rows, labels]
+        return -np.log(p[rows, labels]), grad
+
+
+def _log_softmax(z):
+    shifted = z - np.max(z, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+REGISTRY = {
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "huber": Huber,
+    "binary_crossentropy": BinaryCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+}
+
+CROSSENTROPIES = (BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy)
+
+
+def get(identifier):
+    """A loss from a name (``"mse"``), a config dict, or an instance."""
+    return resolve(identifier, REGISTRY, "loss")

@@ -1,0 +1,397 @@
+"""The Sequential model: a stack of layers, trained by explicit backpropagation.
+
+>>> import neuralnp as nn
+>>> x, y = nn.datasets.xor()
+>>> model = nn.Sequential([nn.Dense(3, activation="tanh"), nn.Dense(1, activation="tanh")], seed=0)
+>>> model.compile(loss="mse", optimizer=nn.optimizers.SGD(0.1))
+>>> history = model.fit(x, y, epochs=5, batch_size=4, verbose=0)
+>>> model.predict(x).shape
+(4, 1)
+"""
+
+import math
+
+import numpy as np
+
+from . import losses, metrics as metrics_module, optimizers
+from ._checks import as_float_array, check_positive_int
+from ._registry import serialize
+from .backend import resolve_dtype
+from .callbacks import CallbackList, History, ProgbarLogger
+from .layers import Layer, deserialize as deserialize_layer
+from .layers.activations import Activation, Sigmoid, Softmax, output_activation, sigmoid, softmax
+from .parameters import FlatBuffer
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss became NaN or infinite; the model keeps the last finite weights."""
+
+
+class Sequential:
+    """A linear stack of layers with one flat parameter buffer.
+
+    ``seed`` feeds the model's ``numpy.random.Generator``, which draws the initial weights and
+    every epoch's shuffle: the same seed on the same machine gives bit-identical weights and
+    history. ``dtype`` is ``"float32"`` (default) or ``"float64"``.
+    """
+
+    def __init__(self, layers=None, seed=None, dtype="float32", name="sequential"):
+        self.name = name
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.dtype = resolve_dtype(dtype)
+        self.layers = []
+        self.built = False
+        self.buffer = None
+        self.loss = self.optimizer = None
+        self.metric_names = []
+        self.history = None
+        self.stop_training = False
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- building -------------------------------------------------------------------------------
+
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential takes layers, got {type(layer).__name__}; "
+                            "e.g. nn.Dense(10) or nn.Activation('relu')")
+        if self.built:
+            raise ValueError("the model is already built; add layers before the first fit, "
+                             "predict or build call")
+        self.layers.append(layer)
+
+    def build(self, input_shape):
+        """Create every layer's weights for inputs of ``input_shape`` (with or without a leading
+        ``None`` batch axis) and gather them into the flat buffer."""
+        if not self.layers:
+            raise ValueError("the model has no layers; pass a list to Sequential([...]) or add()")
+        shape = tuple(input_shape)
+        if shape and shape[0] is None:
+            shape = shape[1:]
+        self.input_shape = tuple(int(d) for d in shape)
+        for layer in self.layers:
+            shape = layer.build_for(shape, self.dtype, self.rng)
+        self.output_shape = shape
+        self.layers[0].need_input_grad = False
+        self.buffer = FlatBuffer([p for layer in self.layers for p in layer.parameters()], self.dtype)
+        self.built = True
+        if self.optimizer is not None:
+            self._prepare_training()
+
+    def _declared_input_shape(self):
+        dim = getattr(self.layers[0], "input_dim", None) if self.layers else None
+        return None if dim is None else (dim,)
+
+    def compile(self, loss, optimizer="adam", metrics=None):
+        """Choose the loss, the optimizer and the metrics to report.
+
+        A final softmax with (sparse) categorical cross-entropy, or a final sigmoid with binary
+        cross-entropy, is fused: the loss reads the logits (stable log-sum-exp) and its gradient
+        is ``p - y``; ``predict`` still returns probabilities.
+        """
+        self.loss = losses.get(loss)
+        self.optimizer = optimizers.get(optimizer)
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        self.metric_names = list(metrics or [])
+        for name in self.metric_names:
+            metrics_module.get(name)  # fail now on an unknown name, not at the first fit
+        if not self.built and self._declared_input_shape():
+            self.build(self._declared_input_shape())
+        elif self.built:
+            self._prepare_training()
+
+    def _prepare_training(self):
+        """Bind the optimizer, decide on fusion and create the metric objects."""
+        self.optimizer.build(self.buffer)
+        last = self.layers[-1]
+        act = output_activation(last)
+        fused = not self.loss.from_logits and (
+            (isinstance(self.loss, (losses.CategoricalCrossentropy,
+                                    losses.SparseCategoricalCrossentropy))
+             and isinstance(act, Softmax) and act.axis in (-1, len(self.output_shape)))
+            or (isinstance(self.loss, losses.BinaryCrossentropy) and isinstance(act, Sigmoid))
+        )
+        last.emit_logits = False
+        self._run_layers = self.layers
+        self._output_fn = None
+        if fused:
+            self._train_loss = type(self.loss).from_config({**self.loss.get_config(),
+                                                             "from_logits": True})
+            self._output_fn = softmax if isinstance(act, Softmax) else sigmoid
+            if last is act or isinstance(last, Activation):
+                self._run_layers = self.layers[:-1]
+            else:
+                last.emit_logits = True
+        else:
+            self._train_loss = self.loss
+        units = self.output_shape[-1] if self.output_shape else 1
+        self._metrics = [metrics_module.get(m, self.loss.name, units) for m in self.metric_names]
+
+    def _require_compiled(self, what):
+        if self.optimizer is None:
+            raise RuntimeError(f"call model.compile(loss=..., optimizer=...) before {what}()")
+
+    # -- data checks ----------------------------------------------------------------------------
+
+    def _inputs(self, x, name="x"):
+        x = as_float_array(x, name, self.dtype)
+        if x.ndim == 1:
+            raise ValueError(f"{name} is 1-D with shape {x.shape}; pass (samples, features): "
+                             "x.reshape(-1, 1) for one feature, x.reshape(1, -1) for one sample")
+        if not self.built:
+            declared = self._declared_input_shape()
+            self.build(declared or x.shape[1:])
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"the model expects samples of shape {self.input_shape} "
+                             f"({math.prod(self.input_shape)} features), {name} has "
+                             f"{x.shape[1:]}; pass the same columns as in training")
+        return x
+
+    def _targets(self, y, n, name="y"):
+        """``y`` in the form the loss needs: one-hot rows for categorical cross-entropy, integer
+        labels for the sparse one, ``(n, units)`` columns otherwise."""
+        y = as_float_array(y, name, np.float64)
+        if y.shape[0] != n:
+            raise ValueError(f"x has {n} samples but {name} has {y.shape[0]}; they must match")
+        units = self.output_shape[-1]
+        loss = self.loss
+        categorical = isinstance(loss, (losses.CategoricalCrossentropy,
+                                        losses.SparseCategoricalCrossentropy))
+        as_labels = y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and units > 1)
+        if categorical and as_labels:
+            labels = y.reshape(-1)
+            if not np.all(labels == np.round(labels)) or labels.min() < 0 or labels.max() >= units:
+                bad = labels[(labels != np.round(labels)) | (labels < 0) | (labels >= units)][0]
+                raise ValueError(
+                    f"{name} holds the label {bad:g}, but the output layer has {units} units "
+                    f"(classes 0..{units - 1}); give the last Dense layer one unit per class"
+                )
+            labels = labels.astype(np.intp)
+            if isinstance(loss, losses.SparseCategoricalCrossentropy):
+                return labels
+            onehot = np.zeros((n, units), dtype=self.dtype)
+            onehot[np.arange(n), labels] = 1
+            return onehot
+        if y.ndim == 1:
+            y = y.reshape(n, 1)
+        if y.shape[1:] != tuple(self.output_shape):
+            raise ValueError(f"{name} has shape {y.shape[1:]} per sample but the model outputs "
+                             f"{tuple(self.output_shape)}; match the last layer's units to y")
+        if isinstance(loss, losses.SparseCategoricalCrossentropy):
+            return np.argmax(y, axis=-1).astype(np.intp)  # one-hot given to the sparse loss
+        if isinstance(loss, losses.BinaryCrossentropy) and (y.min() < 0 or y.max() > 1):
+            raise ValueError(f"binary cross-entropy needs {name} in [0, 1], got values from "
+                             f"{y.min():g} to {y.max():g}; encode the two classes as 0 and 1")
+        return np.ascontiguousarray(y, dtype=self.dtype)
+
+    # -- training -------------------------------------------------------------------------------
+
+    def fit(self, x, y, epochs=1, batch_size=32, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None):
+        """Train for ``epochs`` passes over ``(x, y)`` in shuffled mini-batches.
+
+        ``y`` may be integer labels or one-hot rows for the categorical losses. With
+        ``validation_split`` the last fraction of the samples (before shuffling) is held out,
+        as Keras does. Returns a :class:`~neuralnp.callbacks.History`.
+        """
+        self._require_compiled("fit")
+        epochs = int(epochs)
+        batch_size = check_positive_int(batch_size, "batch_size")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        x = self._inputs(x)
+        y = self._targets(y, len(x))
+        w = None
+        if sample_weight is not None:
+            w = as_float_array(sample_weight, "sample_weight", self.dtype).reshape(-1)
+            if len(w) != len(x):
+                raise ValueError(f"sample_weight has {len(w)} entries for {len(x)} samples")
+        validation = None
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            xv = self._inputs(validation_data[0], "x_val")
+            validation = (xv, self._targets(validation_data[1], len(xv), "y_val"))
+        elif validation_split:
+            cut = int(len(x) * (1.0 - validation_split))
+            if cut < 1 or cut == len(x):
+                raise ValueError(f"validation_split={validation_split} leaves no training or no "
+                                 f"validation samples out of {len(x)}")
+            validation = (x[cut:], y[cut:])
+            x, y = x[:cut], y[:cut]
+            w = None if w is None else w[:cut]
+
+        history = History()
+        extra = [ProgbarLogger(epochs)] if verbose else []
+        cbs = CallbackList([history, *(callbacks or []), *extra], self)
+        self.history = history
+        self.stop_training = False
+        n = len(x)
+        # One gather per epoch into contiguous buffers; the batches are then plain slices.
+        xs, ys = np.empty_like(x), np.empty_like(y)
+        ws = None if w is None else np.empty_like(w)
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            if shuffle:
+                order = self.rng.permutation(n)
+                np.take(x, order, axis=0, out=xs)
+                np.take(y, order, axis=0, out=ys)
+                if w is not None:
+                    np.take(w, order, out=ws)
+            else:
+                xs, ys, ws = x, y, w
+            for m in self._metrics:
+                m.reset()
+            total = 0.0
+            for batch, start in enumerate(range(0, n, batch_size)):
+                stop = min(start + batch_size, n)
+                loss = self._train_step(xs[start:stop], ys[start:stop],
+                                        None if ws is None else ws[start:stop])
+                total += loss * (stop - start)
+                cbs.on_batch_end(batch, {"loss": loss})
+            logs = {"loss": total / n, **{m.name: m.result() for m in self._metrics}}
+            if validation is not None:
+                val = self._evaluate_arrays(*validation, batch_size=max(batch_size, 256))
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end()
+        return history
+
+    def _forward(self, x, training):
+        for layer in self._run_layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def _train_step(self, xb, yb, wb=None):
+        out = self._forward(xb, training=True)
+        loss = self._train_loss.forward(out, yb, wb)
+        if not math.isfinite(loss):
+            # Raised before the update, so the weights are still the last finite ones.
+            raise TrainingDivergedError(
+                f"the loss became {loss} at optimizer step {self.optimizer.iterations + 1}; the "
+                "model keeps its last finite weights. Lower the learning rate or scale the inputs"
+            )
+        grad = self._train_loss.backward()
+        for layer in reversed(self._run_layers):
+            grad = layer.backward(grad)
+        self.optimizer.step()
+        probs = self._train_loss.probabilities if self._output_fn else out
+        for m in self._metrics:
+            m.update(yb, probs, wb)
+        return loss
+
+    # -- inference ------------------------------------------------------------------------------
+
+    def predict(self, x, batch_size=256, verbose=0):
+        """Outputs for ``x`` in batches: probabilities for a softmax/sigmoid network."""
+        if not self.built and self.optimizer is None:
+            pass
+        x = self._inputs(x)
+        if self.optimizer is None:
+            self._run_layers, self._output_fn = self.layers, None
+        batch_size = check_positive_int(batch_size, "batch_size")
+        result = np.empty((len(x), *self.output_shape), dtype=self.dtype)
+        for start in range(0, len(x), batch_size):
+            out = self._forward(x[start:start + batch_size], training=False)
+            result[start:start + batch_size] = self._output_fn(out) if self._output_fn else out
+        return result
+
+    def evaluate(self, x, y, batch_size=256, verbose=0, return_dict=False, sample_weight=None):
+        """The loss (and compiled metrics) on ``(x, y)``: a float, a list ``[loss, *metrics]``, or
+        a dict with ``return_dict=True``."""
+        self._require_compiled("evaluate")
+        x = self._inputs(x)
+        y = self._targets(y, len(x))
+        w = None if sample_weight is None else as_float_array(sample_weight, "sample_weight",
+                                                               self.dtype).reshape(-1)
+        logs = self._evaluate_arrays(x, y, check_positive_int(batch_size, "batch_size"), w)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        if return_dict:
+            return logs
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
+
+    def _evaluate_arrays(self, x, y, batch_size, w=None):
+        for m in self._metrics:
+            m.reset()
+        total = 0.0
+        for start in range(0, len(x), batch_size):
+            stop = start + batch_size
+            wb = None if w is None else w[start:stop]
+            out = self._forward(x[start:stop], training=False)
+            total += self._train_loss.forward(out, y[start:stop], wb) * len(out)
+            probs = self._train_loss.probabilities if self._output_fn else out
+            for m in self._metrics:
+                m.update(y[start:stop], probs, wb)
+        return {"loss": total / len(x), **{m.name: m.result() for m in self._metrics}}
+
+    # -- weights and description ----------------------------------------------------------------
+
+    def _require_built(self, what):
+        if not self.built:
+            raise RuntimeError(f"the model is not built yet, so it has no {what}; call fit(), "
+                               "predict() or build(input_shape) first, or give the first layer "
+                               "input_dim=")
+
+    def get_weights(self):
+        """Every layer's weights as NumPy arrays, in Keras's order (kernel, bias, ... per layer)."""
+        self._require_built("weights")
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        self._require_built("weights")
+        weights = list(weights)
+        expected = sum(len(layer.parameters()) for layer in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"the model has {expected} weight arrays, got {len(weights)}; "
+                             "pass them in get_weights() order")
+        i = 0
+        for layer in self.layers:
+            k = len(layer.parameters())
+            layer.set_weights(weights[i:i + k])
+            i += k
+
+    def count_params(self):
+        self._require_built("parameters")
+        return self.buffer.size
+
+    def summary(self, print_fn=print):
+        """Print each layer's output shape and parameter count."""
+        self._require_built("summary")
+        rows = [(f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
+                 f"{layer.count_params():,}") for layer in self.layers]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in
+                  enumerate(("Layer (type)", "Output Shape", "Param #"))]
+        line = "  ".join("{:<%d}" % w for w in widths)
+        print_fn(f'Model: "{self.name}"')
+        print_fn(line.format("Layer (type)", "Output Shape", "Param #"))
+        print_fn("-" * (sum(widths) + 4))
+        for r in rows:
+            print_fn(line.format(*r))
+        print_fn("-" * (sum(widths) + 4))
+        print_fn(f"Total params: {self.count_params():,} ({self.dtype.name})")
+
+    def get_config(self):
+        config = {"name": self.name, "seed": self.seed, "dtype": self.dtype.name,
+                  "layers": [serialize(layer) for layer in self.layers]}
+        if self.built:
+            config["input_shape"] = list(self.input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        model = cls([deserialize_layer(spec) for spec in config["layers"]], seed=config.get("seed"),
+                    dtype=config.get("dtype", "float32"), name=config.get("name", "sequential"))
+        if config.get("input_shape") is not None:
+            model.build(tuple(config["input_shape"]))
+        return model
+
+    def save(self, path):
+        """Write the model to a folder (or ``.zip``): ``config.json`` + ``weights.safetensors``."""
+        from .serialization import save_model
+        save_model(self, path)
