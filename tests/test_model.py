@@ -1,0 +1,249 @@
+"""Sequential: determinism, fusion, weights exchange, evaluate/predict, and the error messages."""
+
+import io
+
+import numpy as np
+import pytest
+
+import neuralnp as nn
+
+
+def _data(n=64, features=5, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype("float32")
+    y = rng.integers(0, classes, size=n)
+    return x, y
+
+
+def _mlp(seed=0, dtype="float32", out="softmax", units=3):
+    return nn.Sequential([nn.Dense(8, activation="relu"), nn.Dense(units, activation=out)],
+                         seed=seed, dtype=dtype)
+
+
+def _train(seed, epochs=3):
+    x, y = _data()
+    model = _mlp(seed)
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=epochs, batch_size=10, validation_split=0.25, verbose=0)
+    return model, history
+
+
+def test_same_seed_gives_bit_identical_weights_and_history():
+    (m1, h1), (m2, h2) = _train(7), _train(7)
+    for a, b in zip(m1.get_weights(), m2.get_weights()):
+        assert np.array_equal(a, b)
+    assert h1.history == h2.history
+    m3, h3 = _train(8)
+    assert not np.array_equal(m1.get_weights()[0], m3.get_weights()[0])
+
+
+def test_history_has_loss_metrics_and_val_twins_per_epoch():
+    _, history = _train(0, epochs=4)
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 4 for v in history.history.values())
+
+
+def test_epoch_loss_is_the_sample_weighted_mean_of_batch_losses():
+    x, y = _data(n=25)
+    model = _mlp(dtype="float64")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=nn.SGD(1e-9))
+    # With a negligible step the weights barely move: the epoch loss is the loss of the data.
+    history = model.fit(x, y, epochs=1, batch_size=10, verbose=0)
+    assert history.history["loss"][0] == pytest.approx(model.evaluate(x, y), rel=1e-6)
+
+
+def test_fused_softmax_crossentropy_matches_explicit_logits_path():
+    """Dense(softmax) + CE (fused) must train exactly like Dense(linear) + CE(from_logits)."""
+    x, y = _data()
+    fused = _mlp(seed=1, dtype="float64", out="softmax")
+    logits = _mlp(seed=1, dtype="float64", out=None)
+    fused.compile(loss="categorical_crossentropy", optimizer=nn.SGD(0.1))
+    logits.compile(loss=nn.losses.CategoricalCrossentropy(from_logits=True), optimizer=nn.SGD(0.1))
+    fused.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    logits.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    for a, b in zip(fused.get_weights(), logits.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    probs = fused.predict(x)
+    z = logits.predict(x)
+    expected = np.exp(z - z.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, rtol=1e-12)
+
+
+def test_fused_path_also_applies_to_a_trailing_softmax_layer_and_sigmoid():
+    x, y = _data(classes=2)
+    a = nn.Sequential([nn.Dense(4, activation="tanh"), nn.Dense(1), nn.Activation("sigmoid")],
+                      seed=2, dtype="float64")
+    b = nn.Sequential([nn.Dense(4, activation="tanh"), nn.Dense(1, activation="sigmoid")],
+                      seed=2, dtype="float64")
+    for m in (a, b):
+        m.compile(loss="binary_crossentropy", optimizer=nn.SGD(0.5))
+        m.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-12)
+    p = a.predict(x)
+    assert p.min() > 0 and p.max() < 1
+
+
+def test_predict_is_independent_of_batch_size_and_returns_a_fresh_array():
+    x, y = _data(n=50)
+    model, _ = _train(0)
+    full = model.predict(x, batch_size=50)
+    np.testing.assert_allclose(model.predict(x, batch_size=7), full, rtol=1e-6)
+    again = model.predict(x[:5])
+    assert np.array_equal(full[:5], again) and full.sum() != 0
+    np.testing.assert_allclose(full.sum(1), 1, rtol=1e-5)
+
+
+def test_get_and_set_weights_use_keras_order_and_shapes():
+    model = nn.Sequential([nn.Dense(4, input_dim=3), nn.Dense(2, use_bias=False)], seed=0)
+    model.build((None, 3))
+    shapes = [w.shape for w in model.get_weights()]
+    assert shapes == [(3, 4), (4,), (4, 2)]
+    new = [np.full(s, i + 1.0, dtype="float32") for i, s in enumerate(shapes)]
+    model.set_weights(new)
+    x = np.ones((1, 3), dtype="float32")
+    # hand computation: each hidden unit is 3·1 + 2 = 5; each output sums 4 hidden units × 3
+    np.testing.assert_array_equal(model.predict(x), [[60.0, 60.0]])
+    assert model.count_params() == 3 * 4 + 4 + 4 * 2
+    # set_weights writes into the flat buffer: the parameters are views of it
+    assert model.buffer.values[:12].reshape(3, 4).tolist() == new[0].tolist()
+
+
+def test_flat_buffer_holds_every_parameter_and_gradient():
+    x, y = _data()
+    model = nn.Sequential([nn.Dense(6, activation="prelu"), nn.Dense(3, activation="softmax")],
+                          seed=0)
+    model.compile(loss="categorical_crossentropy", optimizer="sgd")
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    params = [p for layer in model.layers for p in layer.parameters()]
+    assert [p.name.split(".")[-1] for p in params] == ["kernel", "bias", "alpha", "kernel", "bias"]
+    assert sum(p.size for p in params) == model.buffer.size
+    for p in params:
+        assert np.shares_memory(p.value, model.buffer.values)
+        assert np.shares_memory(p.grad, model.buffer.grads)
+    assert np.abs(model.buffer.grads).sum() > 0
+
+
+def test_summary_lists_layers_output_shapes_and_totals():
+    lines = []
+    model = _mlp()
+    model.build((None, 5))
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "(None, 8)" in text and "(None, 3)" in text
+    assert f"Total params: {5 * 8 + 8 + 8 * 3 + 3:,}" in text
+
+
+def test_float64_models_compute_in_float64():
+    x, y = _data()
+    model = _mlp(dtype="float64")
+    model.compile(loss="categorical_crossentropy", optimizer="adam")
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model.predict(x).dtype == np.float64
+    assert all(w.dtype == np.float64 for w in model.get_weights())
+    assert _mlp().predict(x).dtype == np.float32
+
+
+def test_training_reduces_the_loss_on_regression():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = x @ np.array([1.0, -2.0, 0.5]) + 0.3
+    model = nn.Sequential([nn.Dense(1)], seed=0)
+    model.compile(loss="mse", optimizer=nn.SGD(0.1), metrics=["mae"])
+    history = model.fit(x, y, epochs=30, batch_size=20, verbose=0)
+    assert history.history["loss"][-1] < 1e-4 < history.history["loss"][0]
+    kernel, bias = model.get_weights()
+    np.testing.assert_allclose(kernel.ravel(), [1.0, -2.0, 0.5], atol=1e-2)
+    np.testing.assert_allclose(bias, [0.3], atol=1e-2)
+
+
+def test_verbose_prints_one_line_per_epoch(capsys):
+    x, y = _data()
+    model = _mlp()
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    model.fit(x, y, epochs=2, verbose=1)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 2 and out[1].startswith("Epoch 2/2") and "accuracy" in out[1]
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_finite_weights():
+    x = np.array([[1.0], [2.0]], dtype="float32")
+    y = np.array([1.0, 2.0], dtype="float32")
+    model = nn.Sequential([nn.Dense(1)], seed=0)
+    model.compile(loss="mse", optimizer=nn.SGD(1e3))
+    with pytest.raises(nn.TrainingDivergedError, match="learning rate"):
+        model.fit(x, y, epochs=200, batch_size=2, verbose=0)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+def _compiled(units=3, out="softmax", loss="categorical_crossentropy"):
+    model = _mlp(units=units, out=out)
+    model.compile(loss=loss, optimizer="adam")
+    return model
+
+
+@pytest.mark.parametrize("make_call, error, pattern", [
+    (lambda m, x, y: (m.fit(x[:, :4], y, verbose=0), m.predict(x)), ValueError, "expects samples of shape"),
+    (lambda m, x, y: m.fit(x, y[:-1], verbose=0), ValueError, "64 samples but y has 63"),
+    (lambda m, x, y: m.fit(x, y + 3, verbose=0), ValueError, r"label [3-5]\b.* 3 units \(classes 0\.\.2\)"),
+    (lambda m, x, y: m.fit(x, -y - 1, verbose=0), ValueError, r"label -\d"),
+    (lambda m, x, y: m.fit(x, np.eye(4)[y], verbose=0), ValueError, "shape"),
+    (lambda m, x, y: m.fit(np.where(x > 1, np.nan, x), y, verbose=0), ValueError, "NaN or infinite"),
+    (lambda m, x, y: m.fit(x, np.where(y > 1, np.inf, y), verbose=0), ValueError, "NaN or infinite"),
+    (lambda m, x, y: m.fit(x[:0], y[:0], verbose=0), ValueError, "empty"),
+    (lambda m, x, y: m.fit(x[:, 0], y, verbose=0), ValueError, "1-D"),
+    (lambda m, x, y: m.fit(x.astype(str), y, verbose=0), TypeError, "numbers"),
+    (lambda m, x, y: m.fit(None, y, verbose=0), TypeError, "None"),
+    (lambda m, x, y: m.fit(x, y, batch_size=0, verbose=0), ValueError, "batch_size"),
+    (lambda m, x, y: m.fit(x, y, validation_split=1.5, verbose=0), ValueError, "validation_split"),
+    (lambda m, x, y: (m.fit(x, y, verbose=0), m.predict(x[:, :2])), ValueError, "5 features"),
+])
+def test_bad_input_gets_a_one_line_message(make_call, error, pattern):
+    x, y = _data()
+    model = _compiled()
+    with pytest.raises(error, match=pattern) as info:
+        make_call(model, x, y)
+    assert "\n" not in str(info.value)
+
+
+def test_binary_labels_outside_0_1_are_rejected():
+    x, y = _data(classes=2)
+    model = _compiled(units=1, out="sigmoid", loss="binary_crossentropy")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.fit(x, y * 2, verbose=0)
+
+
+def test_fit_and_evaluate_before_compile_say_what_to_do():
+    x, y = _data()
+    model = _mlp()
+    with pytest.raises(RuntimeError, match=r"compile\(.*\) before fit"):
+        model.fit(x, y)
+    with pytest.raises(RuntimeError, match="before evaluate"):
+        model.evaluate(x, y)
+
+
+@pytest.mark.parametrize("build, pattern", [
+    (lambda: nn.Dense(4, activation="relux"), "unknown activation 'relux'; valid names are: .*relu"),
+    (lambda: nn.Dense(4, kernel_initializer="glorot"), "unknown initializer .*glorot_uniform"),
+    (lambda: _mlp().compile(loss="crossentropy"), "unknown loss .*binary_crossentropy"),
+    (lambda: _mlp().compile(loss="mse", optimizer="adamw2"), "unknown optimizer .*adam"),
+    (lambda: _mlp().compile(loss="mse", metrics=["acuracy"]), "unknown metric .*accuracy"),
+    (lambda: nn.Dense(0), "positive integer"),
+    (lambda: nn.Adam(-1.0), "positive"),
+])
+def test_unknown_names_and_bad_hyperparameters_list_the_valid_choices(build, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        build()
+
+
+def test_sequential_rejects_non_layers():
+    with pytest.raises(TypeError, match="takes layers"):
+        nn.Sequential([nn.Dense(3), "relu"])
+
+
+def test_unbuilt_model_explains_how_to_build():
+    with pytest.raises(RuntimeError, match="input_dim"):
+        _mlp().summary(print_fn=io.StringIO().write)
