@@ -29,6 +29,11 @@ class Loss(Configurable):
     def forward(self, y_pred, y_true, sample_weight=None):
         per_sample, grad = self._compute(y_pred, y_true)
         n = y_pred.shape[0]
+        if per_sample.ndim > 1:
+            # (N, T, K) outputs: a sample's loss is the mean over its T positions, as in Keras.
+            t = per_sample[0].size
+            per_sample = per_sample.reshape(n, -1).mean(axis=1)
+            grad = grad / t
         if sample_weight is None:
             self._grad = grad / n
             return float(np.sum(per_sample) / n)
@@ -78,7 +83,7 @@ class Huber(Loss):
 
     def __init__(self, delta=1.0, from_logits=False):
         super().__init__(from_logits)
-        if delta <= 0:
+        if not delta > 0:
             raise ValueError(f"Huber delta must be positive, got {delta}")
         self.delta = float(delta)
 

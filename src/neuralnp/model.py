@@ -269,7 +269,8 @@ class Sequential:
 
     def _train_step(self, xb, yb, wb=None):
         out = self._forward(xb, training=True)
-        loss = self._train_loss.forward(out, yb, wb)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
+            loss = self._train_loss.forward(out, yb, wb)
         if not math.isfinite(loss):
             # Raised before the update, so the weights are still the last finite ones.
             raise TrainingDivergedError(
@@ -350,11 +351,14 @@ class Sequential:
         if len(weights) != expected:
             raise ValueError(f"the model has {expected} weight arrays, got {len(weights)}; "
                              "pass them in get_weights() order")
-        i = 0
-        for layer in self.layers:
-            k = len(layer.parameters())
-            layer.set_weights(weights[i:i + k])
-            i += k
+        params = [p for layer in self.layers for p in layer.parameters()]
+        arrays = [np.asarray(w) for w in weights]
+        for p, w in zip(params, arrays):
+            if w.shape != p.shape:
+                raise ValueError(f"weight {p.name!r} has shape {p.shape}, got an array of shape "
+                                 f"{w.shape}; pass them in get_weights() order")
+        for p, w in zip(params, arrays):
+            p.value[...] = w
 
     def count_params(self):
         self._require_built("parameters")

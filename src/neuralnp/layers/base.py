@@ -110,12 +110,14 @@ class Layer(Configurable):
                 f"layer {self.name!r} has {len(params)} weight arrays, got {len(weights)}; "
                 "pass them in get_weights() order"
             )
-        for p, w in zip(params, weights):
-            w = np.asarray(w)
+        arrays = [np.asarray(w) for w in weights]
+        # Check everything before copying anything, so a bad call leaves the layer unchanged.
+        for p, w in zip(params, arrays):
             if w.shape != p.shape:
                 raise ValueError(
                     f"weight {p.name!r} has shape {p.shape}, got an array of shape {w.shape}"
                 )
+        for p, w in zip(params, arrays):
             p.value[...] = w
 
     def get_config(self):
