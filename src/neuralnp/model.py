@@ -347,11 +347,11 @@ class Sequential:
     def set_weights(self, weights):
         self._require_built("weights")
         weights = list(weights)
-        expected = sum(len(layer.parameters()) for layer in self.layers)
+        params = [p for layer in self.layers for p in layer.variables()]
+        expected = len(params)
         if len(weights) != expected:
             raise ValueError(f"the model has {expected} weight arrays, got {len(weights)}; "
                              "pass them in get_weights() order")
-        params = [p for layer in self.layers for p in layer.parameters()]
         arrays = [np.asarray(w) for w in weights]
         for p, w in zip(params, arrays):
             if w.shape != p.shape:
@@ -361,8 +361,9 @@ class Sequential:
             p.value[...] = w
 
     def count_params(self):
+        """All weights, trainable (the flat buffer) and not (running statistics)."""
         self._require_built("parameters")
-        return self.buffer.size
+        return sum(layer.count_params() for layer in self.layers)
 
     def summary(self, print_fn=print):
         """Print each layer's output shape and parameter count."""
@@ -379,6 +380,7 @@ class Sequential:
             print_fn(line.format(*r))
         print_fn("-" * (sum(widths) + 4))
         print_fn(f"Total params: {self.count_params():,} ({self.dtype.name})")
+        print_fn(f"Trainable params: {self.buffer.size:,}")
 
     def get_config(self):
         config = {"name": self.name, "seed": self.seed, "dtype": self.dtype.name,

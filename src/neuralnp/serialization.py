@@ -26,7 +26,7 @@ WEIGHTS_NAME = "weights.safetensors"
 def _tensors(model):
     tensors = {}
     for i, layer in enumerate(model.layers):
-        for p in layer.parameters():
+        for p in layer.variables():
             tensors[f"layers.{i}/{p.name}"] = np.ascontiguousarray(p.value)
     if model.optimizer is not None:
         state = model.optimizer.state_dict()
@@ -153,7 +153,7 @@ def load_model(path, compile=True):
     if not model.built:
         raise ValueError(f"{path}: the config has no input_shape, so the weights cannot be placed")
     for i, layer in enumerate(model.layers):
-        for p in layer.parameters():
+        for p in layer.variables():
             key = f"layers.{i}/{p.name}"
             if key not in tensors:
                 raise ValueError(f"{path}: {WEIGHTS_NAME} lacks {key!r}; the file is incomplete "

@@ -320,6 +320,9 @@ class Activation(Layer):
     def parameters(self):
         return self.activation.parameters()
 
+    def states(self):
+        return self.activation.states()
+
     def forward(self, x, training=False):
         return self.activation.forward(x, training)
 

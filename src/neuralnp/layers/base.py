@@ -35,6 +35,7 @@ class Layer(Configurable):
         # Set by the model when the final activation is fused into the loss (see model.compile).
         self.emit_logits = False
         self._params = []
+        self._states = []
         self._rng = None
         self._workspaces = {}
 
@@ -46,7 +47,7 @@ class Layer(Configurable):
             self.dtype = resolve_dtype(dtype or self.dtype or "float32")
         self._rng = rng if rng is not None else np.random.default_rng()
         self.input_shape = tuple(int(d) for d in input_shape)
-        self._params = []
+        self._params, self._states = [], []
         self.build(self.input_shape)
         self.output_shape = tuple(self.compute_output_shape(self.input_shape))
         self.built = True
@@ -60,6 +61,14 @@ class Layer(Configurable):
         param = Parameter(f"{self.name}.{name}", init(tuple(shape), self.dtype, self._rng))
         self._params.append(param)
         return param
+
+    def add_state(self, name, shape, initializer):
+        """A non-trainable array (running statistics, say): saved and exchanged with the
+        weights, but outside the flat parameter buffer, so no optimizer ever touches it."""
+        init = initializers.get(initializer)
+        state = Parameter(f"{self.name}.{name}", init(tuple(shape), self.dtype, self._rng))
+        self._states.append(state)
+        return state
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -94,16 +103,24 @@ class Layer(Configurable):
         """This layer's parameters, in Keras's weight order (e.g. kernel, then bias)."""
         return list(self._params)
 
+    def states(self):
+        """Non-trainable arrays created with :meth:`add_state`."""
+        return list(self._states)
+
+    def variables(self):
+        """Trainable parameters, then non-trainable states: the order of :meth:`get_weights`."""
+        return self.parameters() + self.states()
+
     def count_params(self):
-        return sum(p.size for p in self.parameters())
+        return sum(p.size for p in self.variables())
 
     def get_weights(self):
         """Copies of the weights as NumPy arrays, in Keras's order and shapes."""
-        return [np.array(p.value, copy=True) for p in self.parameters()]
+        return [np.array(p.value, copy=True) for p in self.variables()]
 
     def set_weights(self, weights):
         """Copy ``weights`` (arrays in :meth:`get_weights` order) into the parameters in place."""
-        params = self.parameters()
+        params = self.variables()
         weights = list(weights)
         if len(weights) != len(params):
             raise ValueError(

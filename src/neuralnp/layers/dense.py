@@ -56,6 +56,10 @@ class Dense(Layer):
         extra = self.activation.parameters() if self.activation is not None else []
         return list(self._params) + extra
 
+    def states(self):
+        extra = self.activation.states() if self.activation is not None else []
+        return list(self._states) + extra
+
     def forward(self, x, training=False):
         self._x = x
         z = self._workspace("z", (x.shape[0], self.units))
