@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import neuralnp as nn
-from neuralnp.optimizers import SGD, Adam
+from neuralnp.optimizers import SGD, Adagrad, Adam, AdamW, Nadam, RMSprop
 from neuralnp.parameters import FlatBuffer, Parameter
 
 try:
@@ -14,28 +14,85 @@ try:
 except ImportError:  # pragma: no cover
     torch = None
 
-# (optimizer class, keyword arguments); torch gets the same hyperparameters
+# (optimizer class, keyword arguments); torch gets the same hyperparameters under its own names
 CONFIGS = [
     pytest.param(SGD, dict(learning_rate=0.1), id="sgd"),
     pytest.param(SGD, dict(learning_rate=0.05, momentum=0.9), id="sgd-momentum"),
     pytest.param(SGD, dict(learning_rate=0.05, momentum=0.9, dampening=0.3),
                  id="sgd-momentum-dampening"),
     pytest.param(SGD, dict(learning_rate=0.05, momentum=0.9, nesterov=True), id="sgd-nesterov"),
+    pytest.param(SGD, dict(learning_rate=0.05, momentum=0.5, weight_decay=0.1), id="sgd-wd"),
     pytest.param(Adam, dict(learning_rate=0.01), id="adam"),
     pytest.param(Adam, dict(learning_rate=0.005, beta_1=0.8, beta_2=0.99, epsilon=1e-6),
                  id="adam-custom"),
+    pytest.param(Adam, dict(learning_rate=0.01, amsgrad=True), id="amsgrad"),
+    pytest.param(Adam, dict(learning_rate=0.01, weight_decay=0.05), id="adam-wd"),
+    pytest.param(AdamW, dict(learning_rate=0.01), id="adamw"),
+    pytest.param(AdamW, dict(learning_rate=0.01, weight_decay=0.3, amsgrad=True),
+                 id="adamw-amsgrad"),
+    # RMSprop's steps are about η/√(1-ρ) whatever the gradient, so a large η makes the 100-step
+    # trajectory chaotic: rounding differences between any two implementations then grow.
+    pytest.param(RMSprop, dict(learning_rate=0.002), id="rmsprop"),
+    pytest.param(RMSprop, dict(learning_rate=0.002, rho=0.8, momentum=0.7, centered=True,
+                               weight_decay=0.02), id="rmsprop-centered-momentum-wd"),
+    pytest.param(RMSprop, dict(learning_rate=0.001, momentum=0.5), id="rmsprop-momentum"),
+    pytest.param(Adagrad, dict(learning_rate=0.1), id="adagrad"),
+    pytest.param(Adagrad, dict(learning_rate=0.1, lr_decay=0.01, initial_accumulator_value=0.1,
+                               weight_decay=0.01), id="adagrad-decay-wd"),
+    pytest.param(Nadam, dict(learning_rate=0.01), id="nadam"),
+    pytest.param(Nadam, dict(learning_rate=0.01, momentum_decay=0.01, weight_decay=0.02),
+                 id="nadam-wd"),
+    pytest.param(Adam, dict(learning_rate=0.01, clipnorm=0.05), id="adam-clipnorm"),
+    pytest.param(SGD, dict(learning_rate=0.1, momentum=0.9, clipvalue=0.02), id="sgd-clipvalue"),
+    pytest.param(RMSprop, dict(learning_rate=0.01, clipvalue=0.05, clipnorm=0.04),
+                 id="rmsprop-clip-both"),
 ]
+
+_COMMON = {"learning_rate": "lr", "weight_decay": "weight_decay"}
+_TORCH = {
+    SGD: ("SGD", {"momentum": "momentum", "dampening": "dampening", "nesterov": "nesterov"}),
+    Adam: ("Adam", {"epsilon": "eps", "amsgrad": "amsgrad"}),
+    AdamW: ("AdamW", {"epsilon": "eps", "amsgrad": "amsgrad"}),
+    RMSprop: ("RMSprop", {"rho": "alpha", "momentum": "momentum", "epsilon": "eps",
+                          "centered": "centered"}),
+    Adagrad: ("Adagrad", {"lr_decay": "lr_decay", "initial_accumulator_value":
+                          "initial_accumulator_value", "epsilon": "eps"}),
+    Nadam: ("NAdam", {"epsilon": "eps", "momentum_decay": "momentum_decay"}),
+}
+
+
+@pytest.fixture(autouse=True)
+def _torch_scalars_in_float64():
+    """torch keeps NAdam's running product of μ in the default dtype; float64, like ours."""
+    if torch is None:
+        yield
+        return
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def _torch_optimizer(cls, kwargs, params):
-    if cls is SGD:
-        return torch.optim.SGD(params, lr=kwargs["learning_rate"],
-                               momentum=kwargs.get("momentum", 0.0),
-                               dampening=kwargs.get("dampening", 0.0),
-                               nesterov=kwargs.get("nesterov", False))
-    return torch.optim.Adam(params, lr=kwargs["learning_rate"],
-                            betas=(kwargs.get("beta_1", 0.9), kwargs.get("beta_2", 0.999)),
-                            eps=kwargs.get("epsilon", 1e-8))
+    name, names = _TORCH[cls]
+    args = {names.get(k, _COMMON.get(k)): v for k, v in kwargs.items()
+            if k in names or k in _COMMON}
+    if "beta_1" in kwargs or "beta_2" in kwargs:
+        args["betas"] = (kwargs.get("beta_1", 0.9), kwargs.get("beta_2", 0.999))
+    if cls is AdamW and "weight_decay" not in kwargs:
+        args["weight_decay"] = 0.01  # torch's AdamW default equals ours; say so explicitly
+    if cls is RMSprop:
+        args.setdefault("alpha", 0.9)  # our default rho (Keras's); torch's alpha default is 0.99
+    return getattr(torch.optim, name)(params, **args)
+
+
+def _torch_clip(kwargs, params):
+    """What a torch user writes between backward() and step() for our clip options."""
+    params = list(params)
+    if "clipvalue" in kwargs:
+        torch.nn.utils.clip_grad_value_(params, kwargs["clipvalue"])
+    if "clipnorm" in kwargs:
+        torch.nn.utils.clip_grad_norm_(params, kwargs["clipnorm"])
 
 
 # --- one step at a time on a flat buffer -----------------------------------------------------
@@ -60,6 +117,7 @@ def test_steps_on_flat_buffer_match_torch(cls, kwargs):
         opt.step()
         for t, g in zip(tparams, grads):
             t.grad = torch.tensor(g)
+        _torch_clip(kwargs, tparams)
         topt.step()
     assert opt.iterations == 30
     for p, t in zip(buffer.parameters, tparams):  # the views see the update ...
@@ -122,6 +180,7 @@ def _torch_train(initial_weights, cls, kwargs, steps):
     for _ in range(steps):
         opt.zero_grad()
         torch.nn.functional.mse_loss(net(x), y).backward()
+        _torch_clip(kwargs, net.parameters())
         opt.step()
     return [net[0].weight.detach().numpy().T, net[0].bias.detach().numpy(),
             net[2].weight.detach().numpy().T, net[2].bias.detach().numpy()]
@@ -197,7 +256,7 @@ def test_load_state_dict_rejects_unknown_names_and_wrong_sizes():
 # --- hyperparameter validation ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", [SGD, Adam])
+@pytest.mark.parametrize("cls", [SGD, Adam, AdamW, RMSprop, Adagrad, Nadam])
 @pytest.mark.parametrize("lr", [-0.1, 0.0, math.nan, math.inf])
 def test_learning_rate_must_be_positive_and_finite(cls, lr):
     with pytest.raises(ValueError, match="learning_rate"):
@@ -223,12 +282,41 @@ def test_adam_rejects_bad_hyperparameters(kwargs):
         Adam(learning_rate=0.1, **kwargs)
 
 
-@pytest.mark.parametrize("name, cls", [("sgd", SGD), ("Adam", Adam)])
+@pytest.mark.parametrize("name, cls", [("sgd", SGD), ("Adam", Adam), ("rmsprop", RMSprop),
+                                       ("adagrad", Adagrad), ("adamw", AdamW), ("nadam", Nadam)])
 def test_get_by_name(name, cls):
     assert type(nn.optimizers.get(name)) is cls
 
 
 def test_unknown_optimizer_name_lists_valid_names():
     with pytest.raises(ValueError) as info:
-        nn.optimizers.get("rmsprop")
+        nn.optimizers.get("adamax")
     assert "sgd" in str(info.value) and "adam" in str(info.value)
+
+
+@pytest.mark.parametrize("cls, kwargs, name", [
+    (RMSprop, dict(rho=1.0), "rho"), (RMSprop, dict(momentum=-0.5), "momentum"),
+    (Adagrad, dict(initial_accumulator_value=-1), "initial_accumulator_value"),
+    (Adagrad, dict(lr_decay=-0.1), "lr_decay"), (Nadam, dict(momentum_decay=-1), "momentum_decay"),
+    (Adam, dict(weight_decay=-0.1), "weight_decay"), (SGD, dict(clipnorm=0.0), "clipnorm"),
+    (SGD, dict(clipvalue=-1.0), "clipvalue"), (AdamW, dict(weight_decay=math.nan), "weight_decay"),
+])
+def test_bad_hyperparameters_name_the_parameter_and_its_range(cls, kwargs, name):
+    with pytest.raises(ValueError, match=rf"{name} must be in [\[(]"):
+        cls(**kwargs)
+
+
+def test_clipnorm_scales_the_global_gradient_norm_by_hand():
+    buffer = FlatBuffer([Parameter("a", np.zeros(2)), Parameter("b", np.zeros(1))], "float64")
+    opt = SGD(learning_rate=1.0, clipnorm=1.0)
+    opt.build(buffer)
+    buffer.grads[...] = [3.0, 0.0, 4.0]  # global norm 5 across both parameters
+    opt.step()
+    np.testing.assert_allclose(buffer.values, [-0.6, 0.0, -0.8], rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls, kwargs", CONFIGS)
+def test_config_round_trip(cls, kwargs):
+    opt = cls(**kwargs)
+    again = nn.optimizers.get({"class_name": cls.__name__, "config": opt.get_config()})
+    assert type(again) is cls and again.get_config() == opt.get_config()

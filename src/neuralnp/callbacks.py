@@ -1,10 +1,18 @@
 """Callbacks: hooks that ``fit`` calls at the start and end of training, epochs and batches.
 
-``logs`` is a dict of the current numbers (``loss``, metrics, their ``val_`` twins at epoch end).
+``logs`` is a dict of the current numbers (``loss``, metrics, and their ``val_`` twins at epoch
+end). A callback may set ``self.model.stop_training = True`` to end training after the epoch.
+History and the progress display are callbacks too.
 """
 
+import csv
+import math
 import sys
 import time
+from pathlib import Path
+
+
+_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "r2")
 
 
 class Callback:
@@ -29,6 +37,8 @@ class CallbackList(Callback):
     def __init__(self, callbacks, model):
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
             cb.set_model(model)
 
     def _each(hook):
@@ -73,3 +83,231 @@ class ProgbarLogger(Callback):
         numbers = " - ".join(f"{k}: {v:.4f}" for k, v in (logs or {}).items())
         print(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.2f}s - {numbers}", file=self.stream,
               flush=True)
+
+
+def _check_monitor(monitor):
+    """Fail at construction on a name no log can ever carry ("val_acuracy", say)."""
+    from . import metrics
+    base = monitor[4:] if monitor.startswith("val_") else monitor
+    known = {"loss", "accuracy", "acc", *metrics.REGISTRY}
+    if base not in known:
+        raise ValueError(f"monitor {monitor!r} is not a quantity fit() logs; use 'loss' or a "
+                         f"metric name, optionally with 'val_': {', '.join(sorted(known))}")
+    return monitor
+
+
+def _resolve_mode(mode, monitor):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "max" if any(key in monitor for key in _HIGHER_IS_BETTER) else "min"
+    return mode
+
+
+def _monitored(logs, monitor, who):
+    if monitor not in (logs or {}):
+        hint = " (pass validation_data or validation_split to fit)" if monitor.startswith("val_") \
+            else ""
+        raise ValueError(f"{who} monitors {monitor!r}, which this fit does not log{hint}; "
+                         f"available: {', '.join(sorted(logs or {}))}")
+    return logs[monitor]
+
+
+class _Monitor(Callback):
+    """Shared bookkeeping: is ``current`` better than ``best`` by more than ``min_delta``?"""
+
+    def __init__(self, monitor, mode, min_delta):
+        self.monitor = _check_monitor(monitor)
+        self.mode = _resolve_mode(mode, monitor)
+        if not min_delta >= 0:
+            raise ValueError(f"min_delta must be >= 0, got {min_delta}")
+        self.min_delta = float(min_delta)
+
+    def _improved(self, current, best):
+        if best is None:
+            return math.isfinite(current)
+        if self.mode == "min":
+            return current < best - self.min_delta
+        return current > best + self.min_delta
+
+
+class EarlyStopping(_Monitor):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    With ``restore_best_weights=True`` the weights of the best epoch are put back at the end of
+    training, whatever ended it (this callback, another one, or the last epoch). Epochs before
+    ``start_from_epoch`` are not counted. ``baseline``: a value the monitor must beat. After
+    training, ``stopped_epoch`` is the epoch (0-based) at which it stopped (0 if it did not) and
+    ``best_epoch`` the best one.
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__(monitor, mode, min_delta)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
+        if isinstance(start_from_epoch, bool) or not isinstance(start_from_epoch, int) \
+                or start_from_epoch < 0:
+            raise ValueError(f"start_from_epoch must be an integer >= 0, got {start_from_epoch!r}")
+        self.patience, self.verbose = patience, verbose
+        self.baseline = None if baseline is None else float(baseline)
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = start_from_epoch
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = None
+        self.best_epoch = None
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = _monitored(logs, self.monitor, "EarlyStopping")
+        if epoch < self.start_from_epoch:
+            return
+        self.wait += 1
+        if self._improved(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model._snapshot()
+            # Below the baseline an improvement is recorded but patience keeps running out.
+            if self.baseline is None or self._improved(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.verbose:
+                print(f"EarlyStopping: no improvement in {self.monitor} for {self.wait} epochs; "
+                      f"stopping after epoch {epoch + 1}")
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model._restore(self.best_weights)
+            if self.verbose:
+                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch + 1} "
+                      f"({self.monitor} = {self.best:.4f})")
+
+
+class ModelCheckpoint(_Monitor):
+    """Save the model after each epoch to ``filepath``, which may hold ``{epoch}`` and log
+    names (``"ckpt-{epoch:02d}-{val_loss:.3f}.zip"``); with ``save_best_only`` only when
+    ``monitor`` improved. Saves are atomic (see :func:`neuralnp.serialization.save_model`)."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 mode="auto", min_delta=0.0):
+        super().__init__(monitor, mode, min_delta)
+        self.filepath = str(filepath)
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            current = _monitored(logs, self.monitor, "ModelCheckpoint")
+            if not self._improved(current, self.best):
+                return
+            self.best = current
+        self.model.save(path)
+        if self.verbose:
+            print(f"ModelCheckpoint: saved {path}")
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for
+    ``patience`` epochs; wait ``cooldown`` epochs after a reduction; never below ``min_lr``."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        super().__init__(monitor, mode, min_delta)
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"factor must be in (0, 1), got {factor}")
+        if patience < 0 or cooldown < 0 or min_lr < 0:
+            raise ValueError("patience, cooldown and min_lr must be >= 0")
+        self.factor, self.patience, self.verbose = float(factor), int(patience), verbose
+        self.cooldown, self.min_lr = int(cooldown), float(min_lr)
+
+    def on_train_begin(self, logs=None):
+        if callable(self.model.optimizer.learning_rate):
+            raise ValueError("ReduceLROnPlateau needs a constant learning rate, not a schedule")
+        self.best, self.wait, self.cooldown_left = None, 0, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = _monitored(logs, self.monitor, "ReduceLROnPlateau")
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if self._improved(current, self.best):
+            self.best, self.wait = current, 0
+            return
+        if self.cooldown_left > 0:
+            return
+        self.wait += 1
+        optimizer = self.model.optimizer
+        if self.wait >= self.patience and optimizer.learning_rate > self.min_lr:
+            optimizer.learning_rate = max(optimizer.learning_rate * self.factor, self.min_lr)
+            self.cooldown_left, self.wait = self.cooldown, 0
+            if self.verbose:
+                print(f"ReduceLROnPlateau: learning rate now {optimizer.learning_rate:.3g}")
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at each epoch's start to ``schedule(epoch, lr)``."""
+
+    def __init__(self, schedule, verbose=0):
+        if not callable(schedule):
+            raise TypeError("schedule must be a function (epoch, lr) -> new lr")
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        lr = float(self.schedule(epoch, optimizer.learning_rate))
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"the schedule returned learning rate {lr} for epoch {epoch}; it "
+                             "must be a positive number")
+        optimizer.learning_rate = lr
+        if self.verbose:
+            print(f"LearningRateScheduler: epoch {epoch + 1} learning rate {lr:.3g}")
+
+
+class CSVLogger(Callback):
+    """Append one row per epoch (``epoch`` and every log) to a CSV file."""
+
+    def __init__(self, filename, separator=",", append=False):
+        self.filename, self.separator, self.append = Path(filename), separator, bool(append)
+
+    def on_train_begin(self, logs=None):
+        existed = self.append and self.filename.exists() and self.filename.stat().st_size > 0
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
+        self._writer = None
+        self._header_written = existed
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._writer is None:
+            self._writer = csv.DictWriter(self._file, fieldnames=["epoch", *logs],
+                                          delimiter=self.separator)
+            if not self._header_written:
+                self._writer.writeheader()
+        self._writer.writerow({"epoch": epoch, **logs})
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        self._file.close()
+
+
+class TerminateOnNaN(Callback):
+    """Stop training, instead of raising, when the loss becomes NaN or infinite; the model keeps
+    its last finite weights (the update with the bad loss is never applied)."""
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_batch_begin=None,
+                 on_batch_end=None, on_train_begin=None, on_train_end=None):
+        for name, fn in list(locals().items()):
+            if name != "self" and fn is not None:
+                setattr(self, name, fn)

@@ -126,6 +126,7 @@ class Sequential:
                 last.emit_logits = True
         else:
             self._train_loss = self.loss
+        self._regularized = [pair for layer in self.layers for pair in layer.regularized()]
         units = self.output_shape[-1] if self.output_shape else 1
         self._metrics = [metrics_module.get(m, self.loss.name, units) for m in self.metric_names]
 
@@ -189,12 +190,15 @@ class Sequential:
     # -- training -------------------------------------------------------------------------------
 
     def fit(self, x, y, epochs=1, batch_size=32, verbose=1, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None):
+            validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None,
+            class_weight=None):
         """Train for ``epochs`` passes over ``(x, y)`` in shuffled mini-batches.
 
         ``y`` may be integer labels or one-hot rows for the categorical losses. With
         ``validation_split`` the last fraction of the samples (before shuffling) is held out,
-        as Keras does. Returns a :class:`~neuralnp.callbacks.History`.
+        as Keras does. ``class_weight`` (``{class: weight}``) multiplies each training sample's
+        loss by its class's weight (and by ``sample_weight`` when given too); validation is
+        unweighted. Returns a :class:`~neuralnp.callbacks.History`.
         """
         self._require_compiled("fit")
         epochs = int(epochs)
@@ -208,6 +212,9 @@ class Sequential:
             w = as_float_array(sample_weight, "sample_weight", self.dtype).reshape(-1)
             if len(w) != len(x):
                 raise ValueError(f"sample_weight has {len(w)} entries for {len(x)} samples")
+        if class_weight is not None:
+            cw = self._class_weights(class_weight, y)
+            w = cw if w is None else w * cw
         validation = None
         if validation_data is not None:
             if len(validation_data) != 2:
@@ -250,8 +257,13 @@ class Sequential:
                 stop = min(start + batch_size, n)
                 loss = self._train_step(xs[start:stop], ys[start:stop],
                                         None if ws is None else ws[start:stop])
+                if not math.isfinite(loss):
+                    self._diverged(loss, cbs)
+                    break
                 total += loss * (stop - start)
                 cbs.on_batch_end(batch, {"loss": loss})
+            if self.stop_training and not math.isfinite(loss):
+                break
             logs = {"loss": total / n, **{m.name: m.result() for m in self._metrics}}
             if validation is not None:
                 val = self._evaluate_arrays(*validation, batch_size=max(batch_size, 256))
@@ -268,23 +280,61 @@ class Sequential:
         return x
 
     def _train_step(self, xb, yb, wb=None):
+        """Forward, loss, backward, update; returns the batch loss. A non-finite loss returns
+        before the update, so the weights stay the last finite ones."""
         out = self._forward(xb, training=True)
-        with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
-            loss = self._train_loss.forward(out, yb, wb)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is handled by fit
+            loss = self._train_loss.forward(out, yb, wb) + self._penalty()
         if not math.isfinite(loss):
-            # Raised before the update, so the weights are still the last finite ones.
-            raise TrainingDivergedError(
-                f"the loss became {loss} at optimizer step {self.optimizer.iterations + 1}; the "
-                "model keeps its last finite weights. Lower the learning rate or scale the inputs"
-            )
+            return loss
         grad = self._train_loss.backward()
         for layer in reversed(self._run_layers):
             grad = layer.backward(grad)
+        for param, regularizer in self._regularized:
+            regularizer.add_gradient(param.value, param.grad)
         self.optimizer.step()
         probs = self._train_loss.probabilities if self._output_fn else out
         for m in self._metrics:
             m.update(yb, probs, wb)
         return loss
+
+    def _penalty(self):
+        return sum(regularizer(param.value) for param, regularizer in self._regularized)
+
+    def _diverged(self, loss, callbacks):
+        from .callbacks import TerminateOnNaN
+        step = self.optimizer.iterations + 1
+        if any(isinstance(cb, TerminateOnNaN) for cb in callbacks.callbacks):
+            print(f"TerminateOnNaN: the loss became {loss} at optimizer step {step}; training "
+                  "stopped with the last finite weights")
+            self.stop_training = True
+            return
+        raise TrainingDivergedError(
+            f"the loss became {loss} at optimizer step {step}; the model keeps its last finite "
+            "weights. Lower the learning rate or scale the inputs"
+        )
+
+    def _class_weights(self, class_weight, y):
+        """Per-sample weights from ``{class: weight}`` for targets in the loss's form."""
+        if not isinstance(class_weight, dict):
+            raise TypeError("class_weight must be a dict {class index: weight}")
+        if y.ndim == 1:
+            labels = y
+        elif y.shape[1] == 1:
+            labels = np.round(y[:, 0]).astype(np.intp)
+        else:
+            labels = np.argmax(y, axis=1)
+        present = set(np.unique(labels).tolist())
+        missing = present - set(class_weight)
+        if missing:
+            raise ValueError(f"class_weight has no weight for classes {sorted(missing)}; give "
+                             "every class present in y a weight")
+        table = np.zeros(max(max(class_weight) + 1, labels.max() + 1), dtype=self.dtype)
+        for cls, weight in class_weight.items():
+            if not (isinstance(cls, (int, np.integer)) and cls >= 0):
+                raise ValueError(f"class_weight keys must be class indices >= 0, got {cls!r}")
+            table[cls] = weight
+        return table[labels]
 
     # -- inference ------------------------------------------------------------------------------
 
@@ -329,7 +379,8 @@ class Sequential:
             probs = self._train_loss.probabilities if self._output_fn else out
             for m in self._metrics:
                 m.update(y[start:stop], probs, wb)
-        return {"loss": total / len(x), **{m.name: m.result() for m in self._metrics}}
+        loss = total / len(x) + self._penalty()  # Keras reports the penalty in the loss too
+        return {"loss": loss, **{m.name: m.result() for m in self._metrics}}
 
     # -- weights and description ----------------------------------------------------------------
 
@@ -359,6 +410,17 @@ class Sequential:
                                  f"{w.shape}; pass them in get_weights() order")
         for p, w in zip(params, arrays):
             p.value[...] = w
+
+    def _snapshot(self):
+        """A copy of every weight and state: the flat buffer in one copy, plus the states."""
+        states = [p.value.copy() for layer in self.layers for p in layer.states()]
+        return self.buffer.values.copy(), states
+
+    def _restore(self, snapshot):
+        values, states = snapshot
+        self.buffer.values[...] = values
+        for p, v in zip((p for layer in self.layers for p in layer.states()), states):
+            p.value[...] = v
 
     def count_params(self):
         """All weights, trainable (the flat buffer) and not (running statistics)."""

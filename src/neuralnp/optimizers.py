@@ -2,15 +2,36 @@
 
 An optimizer is bound to a model's :class:`~neuralnp.parameters.FlatBuffer`; ``step()`` reads
 ``buffer.grads`` and updates ``buffer.values`` with a few vectorised operations over the whole
-model at once. Its state (moments, step count) is kept in flat arrays of the same length, exposed
-through ``state_dict()`` / ``load_state_dict()`` so a saved model resumes training exactly.
+model at once, writing into preallocated arrays. Its state (moments, step count) lives in flat
+arrays of the same length, exposed through ``state_dict()`` / ``load_state_dict()`` so that a
+saved model resumes training exactly.
+
+Every optimizer follows ``torch.optim``'s formula for the same hyperparameters (Keras's names for
+them) and takes, before its own update:
+
+- ``clipvalue``: ``g ← clip(g, -c, c)``, as ``torch.nn.utils.clip_grad_value_``;
+- ``clipnorm``: ``g ← g · min(1, c / (‖g‖ + 1e-6))`` with ``‖g‖`` the global norm over every
+  parameter, as ``torch.nn.utils.clip_grad_norm_`` (Keras calls this ``global_clipnorm``);
+- ``weight_decay``: ``g ← g + λθ`` (L2, coupled), as torch does; ``AdamW`` decouples it instead.
+
+Clipping by value comes first, then by norm, then weight decay.
 """
 
 import math
 
 import numpy as np
 
-from ._registry import Configurable, resolve
+from ._registry import Configurable, resolve, serialize
+
+
+def _check_range(name, value, low, high, low_open=False, high_open=True):
+    value = float(value)
+    ok = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+    if not ok or not math.isfinite(value):
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value}")
+    return float(value)
 
 
 class Optimizer(Configurable):
@@ -18,12 +39,19 @@ class Optimizer(Configurable):
 
     slots = ()
 
-    def __init__(self, learning_rate=0.001):
+    def __init__(self, learning_rate=0.001, weight_decay=0.0, clipnorm=None, clipvalue=None):
+        if isinstance(learning_rate, dict):
+            from . import schedules
+            learning_rate = schedules.get(learning_rate)
         if not callable(learning_rate):
-            learning_rate = float(learning_rate)
-            if not (learning_rate > 0 and math.isfinite(learning_rate)):
-                raise ValueError(f"learning_rate must be a positive number, got {learning_rate}")
+            learning_rate = _check_range("learning_rate", float(learning_rate), 0, math.inf,
+                                         low_open=True)
         self.learning_rate = learning_rate
+        self.weight_decay = _check_range("weight_decay", weight_decay, 0, math.inf)
+        self.clipnorm = None if clipnorm is None else _check_range("clipnorm", clipnorm, 0,
+                                                                   math.inf, low_open=True)
+        self.clipvalue = None if clipvalue is None else _check_range("clipvalue", clipvalue, 0,
+                                                                     math.inf, low_open=True)
         self.iterations = 0
         self.buffer = None
         self.state = {}
@@ -34,10 +62,14 @@ class Optimizer(Configurable):
         for name in self.slots:
             arr = self.state.get(name)
             if arr is None or arr.shape != buffer.values.shape:
-                self.state[name] = np.zeros_like(buffer.values)
+                self.state[name] = np.full_like(buffer.values, self._initial_state(name))
         self._tmp = np.empty_like(buffer.values)
 
+    def _initial_state(self, name):
+        return 0.0
+
     def current_learning_rate(self):
+        """The learning rate the next step uses (a schedule is called with the step number)."""
         lr = self.learning_rate
         return float(lr(self.iterations)) if callable(lr) else lr
 
@@ -47,7 +79,20 @@ class Optimizer(Configurable):
             raise RuntimeError("the optimizer is not bound to a model; call model.compile() first")
         lr = self.current_learning_rate()
         self.iterations += 1
-        self._update(self.buffer.values, self.buffer.grads, lr)
+        params, grads = self.buffer.values, self.buffer.grads
+        if self.clipvalue is not None:
+            np.clip(grads, -self.clipvalue, self.clipvalue, out=grads)
+        if self.clipnorm is not None:
+            norm = math.sqrt(float(np.dot(grads, grads)))
+            coef = self.clipnorm / (norm + 1e-6)
+            if coef < 1.0:
+                grads *= coef
+        if self.weight_decay and not self.decoupled_weight_decay:
+            np.multiply(params, self.weight_decay, out=self._tmp)
+            grads += self._tmp
+        self._update(params, grads, lr)
+
+    decoupled_weight_decay = False
 
     def _update(self, params, grads, lr):
         raise NotImplementedError
@@ -76,9 +121,15 @@ class Optimizer(Configurable):
                 self.state[name] = arr.copy()
 
     def get_config(self):
-        if callable(self.learning_rate):
-            raise ValueError("saving a learning-rate schedule is not supported yet")
-        return {"learning_rate": self.learning_rate}
+        lr = self.learning_rate
+        config = {"learning_rate": serialize(lr) if callable(lr) else lr}
+        if self.weight_decay:
+            config["weight_decay"] = self.weight_decay
+        if self.clipnorm is not None:
+            config["clipnorm"] = self.clipnorm
+        if self.clipvalue is not None:
+            config["clipvalue"] = self.clipvalue
+        return config
 
 
 class SGD(Optimizer):
@@ -89,14 +140,13 @@ class SGD(Optimizer):
     ``θ ← θ - η (g + μ b)``.
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, dampening=0.0, nesterov=False):
-        super().__init__(learning_rate)
-        if not 0.0 <= momentum < 1.0 or not 0.0 <= dampening <= 1.0:
-            raise ValueError(f"SGD needs 0 <= momentum < 1 and 0 <= dampening <= 1, got "
-                             f"momentum={momentum}, dampening={dampening}")
+    def __init__(self, learning_rate=0.01, momentum=0.0, dampening=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.momentum = _check_range("momentum", momentum, 0, 1)
+        self.dampening = _check_range("dampening", dampening, 0, 1, high_open=False)
         if nesterov and (momentum == 0 or dampening != 0):
-            raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0")
-        self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), bool(nesterov)
+            raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
+        self.nesterov = bool(nesterov)
         self.slots = ("momentum",) if self.momentum else ()
 
     def _update(self, params, grads, lr):
@@ -124,47 +174,214 @@ class SGD(Optimizer):
                 "nesterov": self.nesterov}
 
 
+class RMSprop(Optimizer):
+    """RMSprop, ``torch.optim.RMSprop``'s formula (``rho`` is torch's ``alpha``).
+
+    ``s ← ρ s + (1-ρ) g²``; centered: ``ḡ ← ρ ḡ + (1-ρ) g`` and ``d = √(s - ḡ²) + ε``, else
+    ``d = √s + ε``; then ``θ ← θ - η g/d``, or with momentum ``b ← μ b + g/d``, ``θ ← θ - η b``.
+    Keras puts ε inside the square root; we follow torch.
+    """
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-8, centered=False,
+                 **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _check_range("rho", rho, 0, 1)
+        self.momentum = _check_range("momentum", momentum, 0, 1)
+        self.epsilon = _check_range("epsilon", epsilon, 0, math.inf)
+        self.centered = bool(centered)
+        self.slots = ("square_avg",) + (("grad_avg",) if centered else ()) + \
+            (("momentum",) if self.momentum else ())
+
+    def build(self, buffer):
+        super().build(buffer)
+        self._denom = np.empty_like(buffer.values)
+
+    def _update(self, params, grads, lr):
+        rho, tmp, denom = self.rho, self._tmp, self._denom
+        sq = self.state["square_avg"]
+        sq *= rho
+        np.multiply(grads, grads, out=tmp)
+        tmp *= 1.0 - rho
+        sq += tmp
+        if self.centered:
+            ga = self.state["grad_avg"]
+            ga *= rho
+            np.multiply(grads, 1.0 - rho, out=tmp)
+            ga += tmp
+            np.multiply(ga, ga, out=denom)
+            np.subtract(sq, denom, out=denom)
+            np.sqrt(denom, out=denom)
+        else:
+            np.sqrt(sq, out=denom)
+        denom += self.epsilon
+        np.divide(grads, denom, out=tmp)
+        if self.momentum:
+            buf = self.state["momentum"]
+            buf *= self.momentum
+            buf += tmp
+            np.multiply(buf, lr, out=tmp)
+        else:
+            tmp *= lr
+        params -= tmp
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+
+class Adagrad(Optimizer):
+    """Adagrad, ``torch.optim.Adagrad``'s formula.
+
+    ``Σ ← Σ + g²``, ``θ ← θ - η_t g / (√Σ + ε)`` with ``η_t = η / (1 + (t-1)·lr_decay)``;
+    ``Σ`` starts at ``initial_accumulator_value``.
+    """
+
+    slots = ("sum",)
+
+    def __init__(self, learning_rate=0.01, initial_accumulator_value=0.0, epsilon=1e-10,
+                 lr_decay=0.0, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value = _check_range("initial_accumulator_value",
+                                                      initial_accumulator_value, 0, math.inf)
+        self.epsilon = _check_range("epsilon", epsilon, 0, math.inf)
+        self.lr_decay = _check_range("lr_decay", lr_decay, 0, math.inf)
+
+    def _initial_state(self, name):
+        return self.initial_accumulator_value
+
+    def _update(self, params, grads, lr):
+        acc, tmp = self.state["sum"], self._tmp
+        np.multiply(grads, grads, out=tmp)
+        acc += tmp
+        np.sqrt(acc, out=tmp)
+        tmp += self.epsilon
+        np.divide(grads, tmp, out=tmp)
+        tmp *= lr / (1.0 + (self.iterations - 1) * self.lr_decay)
+        params -= tmp
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon, "lr_decay": self.lr_decay}
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba), bias-corrected exactly as ``torch.optim.Adam`` computes it.
 
     ``m ← β₁m + (1-β₁)g``, ``v ← β₂v + (1-β₂)g²``, then
-    ``θ ← θ - (η / (1-β₁ᵗ)) · m / (√v / √(1-β₂ᵗ) + ε)``.
+    ``θ ← θ - (η / (1-β₁ᵗ)) · m / (√v̂ / √(1-β₂ᵗ) + ε)`` where ``v̂ = v``, or with
+    ``amsgrad=True`` the running maximum of ``v`` (AMSGrad).
     """
 
-    slots = ("m", "v")
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8, amsgrad=False,
+                 **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check_range("beta_1", beta_1, 0, 1)
+        self.beta_2 = _check_range("beta_2", beta_2, 0, 1)
+        self.epsilon = _check_range("epsilon", epsilon, 0, math.inf)
+        self.amsgrad = bool(amsgrad)
+        self.slots = ("m", "v", "v_max") if self.amsgrad else ("m", "v")
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
-        super().__init__(learning_rate)
-        if not (0.0 <= beta_1 < 1.0 and 0.0 <= beta_2 < 1.0):
-            raise ValueError(f"Adam betas must be in [0, 1), got beta_1={beta_1}, beta_2={beta_2}")
-        if not epsilon >= 0:
-            raise ValueError(f"Adam epsilon must be >= 0, got {epsilon}")
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+    def _moments(self, grads):
+        """Update both moments in place; return the second moment the step divides by."""
+        m, v, tmp = self.state["m"], self.state["v"], self._tmp
+        m *= self.beta_1
+        np.multiply(grads, 1.0 - self.beta_1, out=tmp)
+        m += tmp
+        v *= self.beta_2
+        np.multiply(grads, grads, out=tmp)
+        tmp *= 1.0 - self.beta_2
+        v += tmp
+        if self.amsgrad:
+            np.maximum(self.state["v_max"], v, out=self.state["v_max"])
+            return self.state["v_max"]
+        return v
 
     def _update(self, params, grads, lr):
-        m, v, tmp = self.state["m"], self.state["v"], self._tmp
-        b1, b2, t = self.beta_1, self.beta_2, self.iterations
-        m *= b1
-        np.multiply(grads, 1.0 - b1, out=tmp)
-        m += tmp
-        v *= b2
-        np.multiply(grads, grads, out=tmp)
-        tmp *= 1.0 - b2
-        v += tmp
-        step_size = lr / (1.0 - b1 ** t)
+        t, tmp = self.iterations, self._tmp
+        v = self._moments(grads)
+        step_size = lr / (1.0 - self.beta_1 ** t)
         np.sqrt(v, out=tmp)
-        tmp /= math.sqrt(1.0 - b2 ** t)
+        tmp /= math.sqrt(1.0 - self.beta_2 ** t)
         tmp += self.epsilon
-        np.divide(m, tmp, out=tmp)
+        np.divide(self.state["m"], tmp, out=tmp)
         tmp *= step_size
         params -= tmp
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
 
 
-REGISTRY = {"sgd": SGD, "adam": Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as ``torch.optim.AdamW``:
+    ``θ ← θ(1 - ηλ)`` before the Adam step, instead of adding ``λθ`` to the gradient."""
+
+    decoupled_weight_decay = True
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.01, **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+
+    def _update(self, params, grads, lr):
+        if self.weight_decay:
+            params *= 1.0 - lr * self.weight_decay
+        super()._update(params, grads, lr)
+
+    def get_config(self):
+        return {**super().get_config(), "weight_decay": self.weight_decay}
+
+
+class Nadam(Adam):
+    """Adam with Nesterov momentum (Dozat), as ``torch.optim.NAdam`` computes it.
+
+    ``μ_t = β₁(1 - ½·0.96^(t·ψ))`` with ``ψ = momentum_decay``; with ``Π_t = Π_{k≤t} μ_k``:
+    ``θ ← θ - η(1-μ_t)/(1-Π_t) · g/d - η μ_{t+1}/(1-Π_t μ_{t+1}) · m/d``,
+    ``d = √(v/(1-β₂ᵗ)) + ε``.
+    """
+
+    def __init__(self, learning_rate=0.002, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 momentum_decay=0.004, **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, **kwargs)
+        self.momentum_decay = _check_range("momentum_decay", momentum_decay, 0, math.inf)
+        self._mu_product = 1.0
+
+    def build(self, buffer):
+        super().build(buffer)
+        self._denom = np.empty_like(buffer.values)
+
+    def _mu(self, t):
+        return self.beta_1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        # Π_t is a pure function of t: rebuild it with the same multiplications, bit for bit.
+        self._mu_product = 1.0
+        for t in range(1, self.iterations + 1):
+            self._mu_product *= self._mu(t)
+
+    def _update(self, params, grads, lr):
+        t, tmp = self.iterations, self._tmp
+        mu, mu_next = self._mu(t), self._mu(t + 1)
+        self._mu_product *= mu
+        v = self._moments(grads)
+        denom = self._denom
+        np.divide(v, 1.0 - self.beta_2 ** t, out=denom)
+        np.sqrt(denom, out=denom)
+        denom += self.epsilon
+        np.divide(grads, denom, out=tmp)
+        tmp *= lr * (1.0 - mu) / (1.0 - self._mu_product)
+        params -= tmp
+        np.divide(self.state["m"], denom, out=tmp)
+        tmp *= lr * mu_next / (1.0 - self._mu_product * mu_next)
+        params -= tmp
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("amsgrad")
+        return {**config, "momentum_decay": self.momentum_decay}
+
+
+REGISTRY = {"sgd": SGD, "rmsprop": RMSprop, "adagrad": Adagrad, "adam": Adam, "adamw": AdamW,
+            "nadam": Nadam}
 
 
 def get(identifier):

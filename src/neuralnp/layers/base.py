@@ -103,6 +103,10 @@ class Layer(Configurable):
         """This layer's parameters, in Keras's weight order (e.g. kernel, then bias)."""
         return list(self._params)
 
+    def regularized(self):
+        """``(parameter, regularizer)`` pairs whose penalty the model adds to the loss."""
+        return []
+
     def states(self):
         """Non-trainable arrays created with :meth:`add_state`."""
         return list(self._states)

@@ -1,6 +1,6 @@
 """The fully connected layer."""
 
-from .. import initializers
+from .. import initializers, regularizers
 from .._registry import serialize
 from . import activations
 from .base import Layer
@@ -20,7 +20,8 @@ class Dense(Layer):
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", input_dim=None, **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 input_dim=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
@@ -29,8 +30,10 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         self.input_dim = None if input_dim is None else int(input_dim)
-        self.bias = None
+        self.kernel = self.bias = None
 
     def build(self, input_shape):
         if len(input_shape) != 1:
@@ -55,6 +58,10 @@ class Dense(Layer):
     def parameters(self):
         extra = self.activation.parameters() if self.activation is not None else []
         return list(self._params) + extra
+
+    def regularized(self):
+        pairs = [(self.kernel, self.kernel_regularizer), (self.bias, self.bias_regularizer)]
+        return [(p, r) for p, r in pairs if p is not None and r is not None]
 
     def states(self):
         extra = self.activation.states() if self.activation is not None else []
@@ -90,6 +97,9 @@ class Dense(Layer):
             "kernel_initializer": serialize(self.kernel_initializer),
             "bias_initializer": serialize(self.bias_initializer),
         }
+        for key in ("kernel_regularizer", "bias_regularizer"):
+            if getattr(self, key) is not None:
+                config[key] = serialize(getattr(self, key))
         if self.input_dim is not None:
             config["input_dim"] = self.input_dim
         return config

@@ -1,0 +1,85 @@
+"""Weight penalties added to the loss and to its gradient, with Keras's semantics.
+
+``L1(l1)``: ``l1·Σ|w|``, gradient ``l1·sign(w)``. ``L2(l2)``: ``l2·Σw²`` (no ½, as Keras),
+gradient ``2·l2·w``. ``L1L2`` adds both. A layer takes them as ``kernel_regularizer=`` /
+``bias_regularizer=``; the model adds every penalty to the reported loss and its gradient to the
+parameter's gradient after ``backward``.
+"""
+
+import math
+
+import numpy as np
+
+from ._registry import Configurable, resolve
+
+
+def _factor(name, value):
+    value = float(value)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+class Regularizer(Configurable):
+    def __call__(self, w):
+        """The penalty for weights ``w`` (a float)."""
+        raise NotImplementedError
+
+    def add_gradient(self, w, grad):
+        """``grad += ∂penalty/∂w``, in place."""
+        raise NotImplementedError
+
+
+class L1L2(Regularizer):
+    """``l1·Σ|w| + l2·Σw²``."""
+
+    def __init__(self, l1=0.0, l2=0.0):
+        self.l1 = _factor("l1", l1)
+        self.l2 = _factor("l2", l2)
+
+    def __call__(self, w):
+        penalty = 0.0
+        if self.l1:
+            penalty += self.l1 * float(np.sum(np.abs(w)))
+        if self.l2:
+            penalty += self.l2 * float(np.vdot(w, w))
+        return penalty
+
+    def add_gradient(self, w, grad):
+        if self.l1:
+            grad += self.l1 * np.sign(w)
+        if self.l2:
+            grad += (2.0 * self.l2) * w
+
+    def get_config(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+
+class L1(L1L2):
+    """``l1·Σ|w|``."""
+
+    def __init__(self, l1=0.01):
+        super().__init__(l1=l1)
+
+    def get_config(self):
+        return {"l1": self.l1}
+
+
+class L2(L1L2):
+    """``l2·Σw²``."""
+
+    def __init__(self, l2=0.01):
+        super().__init__(l2=l2)
+
+    def get_config(self):
+        return {"l2": self.l2}
+
+
+REGISTRY = {"l1": L1, "l2": L2, "l1l2": L1L2, "l1_l2": L1L2}
+
+
+def get(identifier):
+    """A regularizer from a name (``"l2"``, factor 0.01), a config dict, an instance or None."""
+    if identifier is None:
+        return None
+    return resolve(identifier, REGISTRY, "regularizer")
