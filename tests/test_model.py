@@ -247,3 +247,44 @@ def test_sequential_rejects_non_layers():
 def test_unbuilt_model_explains_how_to_build():
     with pytest.raises(RuntimeError, match="input_dim"):
         _mlp().summary(print_fn=io.StringIO().write)
+
+
+# -- class and sample weights ---------------------------------------------------------------------
+
+def _imbalanced():
+    """Breast-cancer data with most malignant cases dropped: 357 benign, 60 malignant."""
+    from neuralnp.preprocessing import StandardScaler
+    x, y = nn.datasets.breast_cancer()
+    keep = np.flatnonzero(y == 0).tolist() + np.flatnonzero(y == 1)[:60].tolist()
+    x, y = x[keep], y[keep]
+    return StandardScaler().fit_transform(x), y
+
+
+def _recall(model, x, y):
+    predicted = model.predict(x).ravel() > 0.5
+    return predicted[y == 1].mean()
+
+
+def _weighted_run(**weights):
+    x, y = _imbalanced()
+    model = nn.Sequential([nn.Dense(8, activation="relu"), nn.Dense(1, activation="sigmoid")],
+                          seed=0, dtype="float64")
+    model.compile(loss="binary_crossentropy", optimizer=nn.SGD(0.01))
+    model.fit(x, y, epochs=5, batch_size=32, verbose=0, **weights)
+    return model, x, y
+
+
+def test_class_weight_raises_minority_recall_and_equals_sample_weight():
+    plain, x, y = _weighted_run()
+    weighted, _, _ = _weighted_run(class_weight={0: 1.0, 1: 6.0})
+    by_sample, _, _ = _weighted_run(sample_weight=np.where(y == 1, 6.0, 1.0))
+    assert _recall(weighted, x, y) > _recall(plain, x, y) + 0.05
+    for a, b in zip(weighted.get_weights(), by_sample.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_class_weight_must_cover_every_class():
+    x, y = _imbalanced()
+    model = _compiled(units=1, out="sigmoid", loss="binary_crossentropy")
+    with pytest.raises(ValueError, match=r"no weight for classes \[1\]"):
+        model.fit(x[:, :5], y, class_weight={0: 1.0}, verbose=0)

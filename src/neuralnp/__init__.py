@@ -7,7 +7,8 @@
 __version__ = "0.1.0"
 
 from . import (  # noqa: E402
-    callbacks, datasets, initializers, losses, metrics, optimizers, preprocessing,
+    callbacks, datasets, initializers, losses, metrics, optimizers, preprocessing, regularizers,
+    schedules,
 )
 from .callbacks import Callback, History  # noqa: E402
 from .layers import (  # noqa: E402
@@ -15,5 +16,5 @@ from .layers import (  # noqa: E402
     ReLU, Sigmoid, SiLU, Softmax, Softplus, Swish, Tanh,
 )
 from .model import Sequential, TrainingDivergedError  # noqa: E402
-from .optimizers import SGD, Adam  # noqa: E402
+from .optimizers import SGD, Adagrad, Adam, AdamW, Nadam, RMSprop  # noqa: E402
 from .serialization import load_model  # noqa: E402

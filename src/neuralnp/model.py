@@ -239,9 +239,10 @@ class Sequential:
         # One gather per epoch into contiguous buffers; the batches are then plain slices.
         xs, ys = np.empty_like(x), np.empty_like(y)
         ws = None if w is None else np.empty_like(w)
-        cbs.on_train_begin()
+        logs = {}
+        cbs.on_train_begin(logs)
         for epoch in range(initial_epoch, epochs):
-            cbs.on_epoch_begin(epoch)
+            cbs.on_epoch_begin(epoch, {})
             if shuffle:
                 order = self.rng.permutation(n)
                 np.take(x, order, axis=0, out=xs)
@@ -271,7 +272,7 @@ class Sequential:
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        cbs.on_train_end()
+        cbs.on_train_end(logs)
         return history
 
     def _forward(self, x, training):

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from . import schedules
 from ._registry import Configurable, resolve, serialize
 
 
@@ -41,7 +42,6 @@ class Optimizer(Configurable):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.0, clipnorm=None, clipvalue=None):
         if isinstance(learning_rate, dict):
-            from . import schedules
             learning_rate = schedules.get(learning_rate)
         if not callable(learning_rate):
             learning_rate = _check_range("learning_rate", float(learning_rate), 0, math.inf,
@@ -122,7 +122,12 @@ class Optimizer(Configurable):
 
     def get_config(self):
         lr = self.learning_rate
-        config = {"learning_rate": serialize(lr) if callable(lr) else lr}
+        if isinstance(lr, schedules.LearningRateSchedule):
+            lr = serialize(lr)
+        elif callable(lr):
+            raise ValueError("only neuralnp.schedules schedules can be saved; a plain function "
+                             "has no config. Wrap it in a LearningRateSchedule subclass")
+        config = {"learning_rate": lr}
         if self.weight_decay:
             config["weight_decay"] = self.weight_decay
         if self.clipnorm is not None:
