@@ -35,7 +35,20 @@ def test_save_load_predict_is_identical(tmp_path, name):
     assert loaded.evaluate(x, y) == model.evaluate(x, y)
 
 
-@pytest.mark.parametrize("optimizer", [lambda: nn.Adam(1e-2), lambda: nn.SGD(0.05, momentum=0.9)])
+OPTIMIZERS = {
+    "sgd": lambda: nn.SGD(0.05),
+    "sgd-nesterov-wd": lambda: nn.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "rmsprop-centered": lambda: nn.RMSprop(1e-3, momentum=0.5, centered=True, clipnorm=1.0),
+    "adagrad": lambda: nn.Adagrad(0.05, lr_decay=1e-3, initial_accumulator_value=0.1),
+    "adam": lambda: nn.Adam(1e-2),
+    "amsgrad-clipvalue": lambda: nn.Adam(1e-2, amsgrad=True, clipvalue=0.5),
+    "adamw": lambda: nn.AdamW(1e-2, weight_decay=0.05),
+    "nadam": lambda: nn.Nadam(1e-2),
+    "adam-cosine-schedule": lambda: nn.Adam(nn.schedules.CosineDecay(1e-2, decay_steps=20)),
+}
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
 def test_resuming_after_load_continues_exactly(tmp_path, optimizer):
     x, y = _data()
     straight = _model(optimizer())
