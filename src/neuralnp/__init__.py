@@ -12,7 +12,8 @@ from . import (  # noqa: E402
 )
 from .callbacks import Callback, History  # noqa: E402
 from .layers import (  # noqa: E402
-    ELU, GELU, SELU, Activation, ArcTan, BinaryStep, Dense, Layer, LeakyReLU, Linear, PReLU,
+    ELU, GELU, SELU, Activation, ArcTan, BatchNormalization, BinaryStep, Dense, Dropout, Layer,
+    LayerNormalization, LeakyReLU, Linear, PReLU,
     ReLU, Sigmoid, SiLU, Softmax, Softplus, Swish, Tanh,
 )
 from .model import Sequential, TrainingDivergedError  # noqa: E402

@@ -6,13 +6,16 @@ from .activations import (
 )
 from .base import Layer
 from .dense import Dense
+from .dropout import Dropout
+from .normalization import BatchNormalization, LayerNormalization
 
 Swish = SiLU
 
 REGISTRY = {
     cls.__name__: cls
     for cls in (Dense, Activation, Linear, BinaryStep, Sigmoid, Tanh, ArcTan, ReLU, LeakyReLU,
-                PReLU, ELU, SELU, Softplus, GELU, SiLU, Softmax)
+                PReLU, ELU, SELU, Softplus, GELU, SiLU, Softmax, Dropout, BatchNormalization,
+                LayerNormalization)
 }
 
 

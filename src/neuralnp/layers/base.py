@@ -90,11 +90,11 @@ class Layer(Configurable):
 
     def _workspace(self, key, shape, dtype=None):
         """A cached array for ``key`` and ``shape``, so hot paths allocate once per batch size."""
-        shape = tuple(shape)
-        buf = self._workspaces.get((key, shape))
+        shape, dtype = tuple(shape), np.dtype(dtype or self.dtype)
+        buf = self._workspaces.get((key, shape, dtype))
         if buf is None:
-            buf = np.empty(shape, dtype=dtype or self.dtype)
-            self._workspaces[(key, shape)] = buf
+            buf = np.empty(shape, dtype=dtype)
+            self._workspaces[(key, shape, dtype)] = buf
         return buf
 
     # -- weights --------------------------------------------------------------------------------
