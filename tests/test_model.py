@@ -288,3 +288,37 @@ def test_class_weight_must_cover_every_class():
     model = _compiled(units=1, out="sigmoid", loss="binary_crossentropy")
     with pytest.raises(ValueError, match=r"no weight for classes \[1\]"):
         model.fit(x[:, :5], y, class_weight={0: 1.0}, verbose=0)
+
+
+def test_metrics_see_probabilities_when_the_loss_reads_logits():
+    x, y = _data(classes=2)
+    logits = nn.Sequential([nn.Dense(4, activation="tanh"), nn.Dense(1)], seed=4)
+    logits.compile(loss=nn.losses.BinaryCrossentropy(from_logits=True), optimizer="sgd",
+                   metrics=["accuracy"])
+    _, accuracy = logits.evaluate(x, y)
+    z = logits.predict(x).ravel()  # logits: the network has no final sigmoid
+    assert accuracy == pytest.approx(np.mean((z > 0) == (y == 1)))
+
+
+def test_two_metrics_with_the_same_log_name_are_rejected():
+    with pytest.raises(ValueError, match="same name twice"):
+        model = _mlp()
+        model.build((None, 5))
+        model.compile(loss="categorical_crossentropy", metrics=["f1", "f1_score"])
+
+
+def test_metric_objects_survive_save_and_load(tmp_path):
+    x, y = _data(classes=2)
+    model = nn.Sequential([nn.Dense(1, activation="sigmoid")], seed=0)
+    model.compile(loss="binary_crossentropy", metrics=[nn.metrics.Precision(threshold=0.3)])
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m")
+    loaded = nn.load_model(tmp_path / "m")
+    assert loaded.evaluate(x, y, return_dict=True) == model.evaluate(x, y, return_dict=True)
+
+
+def test_evaluate_checks_the_sample_weight_length():
+    x, y = _data()
+    model = _compiled()
+    with pytest.raises(ValueError, match="one weight per sample"):
+        model.evaluate(x, y, sample_weight=np.ones(3))

@@ -127,8 +127,16 @@ class Sequential:
         else:
             self._train_loss = self.loss
         self._regularized = [pair for layer in self.layers for pair in layer.regularized()]
+        # Metrics read probabilities; a cross-entropy from logits has computed them already.
+        self._metrics_from_loss = self._output_fn is not None or (
+            isinstance(self.loss, losses.CROSSENTROPIES) and self.loss.from_logits)
         units = self.output_shape[-1] if self.output_shape else 1
         self._metrics = [metrics_module.get(m, self.loss.name, units) for m in self.metric_names]
+        names = [m.name for m in self._metrics]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"metrics {self.metric_names} log the same name twice "
+                             f"({', '.join(duplicates)}); keep one of each")
 
     def _require_compiled(self, what):
         if self.optimizer is None:
@@ -197,8 +205,8 @@ class Sequential:
         ``y`` may be integer labels or one-hot rows for the categorical losses. With
         ``validation_split`` the last fraction of the samples (before shuffling) is held out,
         as Keras does. ``class_weight`` (``{class: weight}``) multiplies each training sample's
-        loss by its class's weight (and by ``sample_weight`` when given too); validation is
-        unweighted. Returns a :class:`~neuralnp.callbacks.History`.
+        loss by its class's weight (and by ``sample_weight`` when given too); the training
+        metrics are weighted the same way, validation is not (as in Keras). Returns a :class:`~neuralnp.callbacks.History`.
         """
         self._require_compiled("fit")
         epochs = int(epochs)
@@ -207,11 +215,7 @@ class Sequential:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
         x = self._inputs(x)
         y = self._targets(y, len(x))
-        w = None
-        if sample_weight is not None:
-            w = as_float_array(sample_weight, "sample_weight", self.dtype).reshape(-1)
-            if len(w) != len(x):
-                raise ValueError(f"sample_weight has {len(w)} entries for {len(x)} samples")
+        w = None if sample_weight is None else self._sample_weights(sample_weight, len(x))
         if class_weight is not None:
             cw = self._class_weights(class_weight, y)
             w = cw if w is None else w * cw
@@ -294,10 +298,17 @@ class Sequential:
         for param, regularizer in self._regularized:
             regularizer.add_gradient(param.value, param.grad)
         self.optimizer.step()
-        probs = self._train_loss.probabilities if self._output_fn else out
+        probs = self._train_loss.probabilities if self._metrics_from_loss else out
         for m in self._metrics:
             m.update(yb, probs, wb)
         return loss
+
+    def _sample_weights(self, sample_weight, n):
+        w = as_float_array(sample_weight, "sample_weight", self.dtype).reshape(-1)
+        if len(w) != n:
+            raise ValueError(f"sample_weight has {len(w)} entries for {n} samples; give one "
+                             "weight per sample")
+        return w
 
     def _penalty(self):
         return sum(regularizer(param.value) for param, regularizer in self._regularized)
@@ -359,8 +370,7 @@ class Sequential:
         self._require_compiled("evaluate")
         x = self._inputs(x)
         y = self._targets(y, len(x))
-        w = None if sample_weight is None else as_float_array(sample_weight, "sample_weight",
-                                                               self.dtype).reshape(-1)
+        w = None if sample_weight is None else self._sample_weights(sample_weight, len(x))
         logs = self._evaluate_arrays(x, y, check_positive_int(batch_size, "batch_size"), w)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
@@ -377,7 +387,7 @@ class Sequential:
             wb = None if w is None else w[start:stop]
             out = self._forward(x[start:stop], training=False)
             total += self._train_loss.forward(out, y[start:stop], wb) * len(out)
-            probs = self._train_loss.probabilities if self._output_fn else out
+            probs = self._train_loss.probabilities if self._metrics_from_loss else out
             for m in self._metrics:
                 m.update(y[start:stop], probs, wb)
         loss = total / len(x) + self._penalty()  # Keras reports the penalty in the loss too

@@ -46,7 +46,8 @@ def _config(model):
         config["compile"] = {"loss": serialize(model.loss),
                              "optimizer": serialize(model.optimizer),
                              "optimizer_iterations": model.optimizer.iterations,
-                             "metrics": list(model.metric_names)}
+                             "metrics": [m if isinstance(m, str) else serialize(m)
+                                         for m in model.metric_names]}
     return config
 
 
