@@ -10,15 +10,24 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.core: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[cli,plot]"
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@ $(VENV)/.core
 
+# The main job, from a terminal: export the bundled breast-cancer data, split it, train with
+# early stopping, and predict the held-out rows.
+DEMO := demo-run
+NEURALNP := $(abspath $(VENV))/bin/neuralnp
+
 demo: $(VENV)/.core
-	$(PY) examples/breast_cancer.py
+	mkdir -p $(DEMO)
+	cd $(DEMO) && $(NEURALNP) datasets export breast_cancer cancer.csv --overwrite
+	cd $(DEMO) && $(NEURALNP) split cancer.csv --stratify diagnosis --seed 0
+	cd $(DEMO) && $(NEURALNP) train train.csv --target diagnosis --epochs 200 --early-stopping 10
+	cd $(DEMO) && $(NEURALNP) predict model valid.csv
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q
@@ -27,4 +36,4 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/bench_mlp.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(DEMO) build src/*.egg-info .pytest_cache

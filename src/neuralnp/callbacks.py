@@ -16,12 +16,17 @@ _HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "r2")
 
 
 class Callback:
-    """Base class; override the hooks you need. ``self.model`` is set by ``fit``."""
+    """Base class; override the hooks you need. ``fit`` sets ``self.model`` and ``self.params``
+    (``epochs``, ``steps`` per epoch, ``samples``, ``batch_size``)."""
 
     model = None
+    params = None
 
     def set_model(self, model):
         self.model = model
+
+    def set_params(self, params):
+        self.params = params
 
     def on_train_begin(self, logs=None): ...
     def on_train_end(self, logs=None): ...
@@ -47,6 +52,7 @@ class CallbackList(Callback):
                 getattr(cb, hook)(*args, **kwargs)
         return call
 
+    set_params = _each("set_params")
     on_train_begin = _each("on_train_begin")
     on_train_end = _each("on_train_end")
     on_epoch_begin = _each("on_epoch_begin")
@@ -311,3 +317,53 @@ class LambdaCallback(Callback):
         for name, fn in list(locals().items()):
             if name != "self" and fn is not None:
                 setattr(self, name, fn)
+
+
+class RichProgress(Callback):
+    """A live display for terminals (needs ``rich``): one bar over the whole run with the epoch,
+    the batch, the running loss and metrics, and the time left; one summary line per epoch.
+
+    The time left assumes every epoch runs, so early stopping finishes sooner than it says.
+    """
+
+    def __init__(self, console=None):
+        try:
+            from rich.console import Console  # noqa: F401
+        except ImportError:
+            raise ImportError('the progress display needs rich: pip install "neuralnp[cli]"') \
+                from None
+        self.console = console
+
+    def on_train_begin(self, logs=None):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
+            TextColumn("batch {task.fields[batch]}"), TextColumn("{task.fields[scores]}"),
+            TimeElapsedColumn(), TextColumn("elapsed,"), TimeRemainingColumn(),
+            TextColumn("left"),
+            console=self.console, transient=True)
+        self.progress.start()
+        p = self.params
+        self.task = self.progress.add_task("train", total=p["epochs"] * p["steps"], epoch="",
+                                           batch="", scores="")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.seen, self.loss_sum, self._start = epoch, 0, 0.0, time.perf_counter()
+        self.progress.update(self.task, completed=epoch * self.params["steps"],
+                             epoch=f"{epoch + 1}/{self.params['epochs']}")
+
+    def on_batch_end(self, batch, logs=None):
+        self.seen += 1
+        self.loss_sum += (logs or {}).get("loss", 0.0)
+        self.progress.update(self.task, advance=1, batch=f"{batch + 1}/{self.params['steps']}",
+                             scores=f"loss {self.loss_sum / self.seen:.4f}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        numbers = "  ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+        self.progress.console.print(f"epoch {epoch + 1:>3}/{self.params['epochs']}  "
+                                    f"{seconds:5.2f}s  {numbers}", highlight=False)
+
+    def on_train_end(self, logs=None):
+        self.progress.stop()

@@ -47,6 +47,8 @@ class Sequential:
         self.metric_names = []
         self.history = None
         self.stop_training = False
+        # JSON-serialisable notes saved with the model (the CLI keeps its preprocessing here).
+        self.metadata = {}
         for layer in layers or []:
             self.add(layer)
 
@@ -243,6 +245,8 @@ class Sequential:
         # One gather per epoch into contiguous buffers; the batches are then plain slices.
         xs, ys = np.empty_like(x), np.empty_like(y)
         ws = None if w is None else np.empty_like(w)
+        cbs.set_params({"epochs": epochs, "steps": math.ceil(n / batch_size), "samples": n,
+                        "batch_size": batch_size})
         logs = {}
         cbs.on_train_begin(logs)
         for epoch in range(initial_epoch, epochs):

@@ -41,7 +41,7 @@ def _config(model):
     from ._registry import serialize
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_version": __version__,
               "model": model.get_config(), "rng_state": model.rng.bit_generator.state,
-              "compile": None}
+              "compile": None, "metadata": model.metadata}
     if model.optimizer is not None:
         config["compile"] = {"loss": serialize(model.loss),
                              "optimizer": serialize(model.optimizer),
@@ -170,6 +170,7 @@ def load_model(path, compile=True):
         state = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("optimizer/")}
         state["iterations"] = compiled.get("optimizer_iterations", 0)
         model.optimizer.load_state_dict(state)
+    model.metadata = config.get("metadata") or {}
     if config.get("rng_state"):
         model.rng.bit_generator.state = config["rng_state"]
     return model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 from collections import Counter
 from importlib import resources
@@ -21,6 +22,8 @@ FEATURE_NAMES: dict[str, tuple[str, ...]] = {
         )
     ),
     "titanic": ("pclass", "sex", "age", "sibsp", "parch", "fare", "embarked"),
+    # pixel_k is row k // 8, column k % 8 of the 8x8 image (scikit-learn names it pixel_{row}_{col}).
+    "digits": tuple(f"pixel_{k}" for k in range(64)),
 }
 
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
@@ -28,6 +31,13 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "iris": ("setosa", "versicolor", "virginica"),
     "breast_cancer": ("benign", "malignant"),
     "titanic": ("died", "survived"),
+    "digits": tuple(str(d) for d in range(10)),
+    # The IDX sets have no FEATURE_NAMES entry: their x is a stack of 28x28 images.
+    "mnist": tuple(str(d) for d in range(10)),
+    "fashion_mnist": (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ),
 }
 
 _IRIS_SPECIES = {"Iris-setosa": 0, "Iris-versicolor": 1, "Iris-virginica": 2}
@@ -44,16 +54,29 @@ def feature_names(name: str) -> tuple[str, ...]:
     return FEATURE_NAMES[name]
 
 
-def _read_rows(filename: str) -> list[list[str]]:
+def _read_bytes(filename: str) -> bytes:
+    """The bytes of one bundled file, unchanged (``.gz`` files are not decompressed)."""
     resource = resources.files(__package__) / "files" / filename
     try:
-        text = resource.read_text(encoding="utf-8")
+        return resource.read_bytes()
     except FileNotFoundError:
         # Only happens when the package was installed without its package data.
         raise FileNotFoundError(
             f"bundled data file {filename!r} is missing from neuralnp/datasets/files; "
             "reinstall neuralnp (the wheel must include package data 'datasets/files/*')"
         ) from None
+
+
+def _read_rows(filename: str) -> list[list[str]]:
+    raw = _read_bytes(filename)
+    if filename.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise ValueError(
+                f"bundled data file {filename!r} is corrupted ({err}); reinstall neuralnp"
+            ) from None
+    text = raw.decode("utf-8")
     return [row for row in csv.reader(io.StringIO(text)) if row]
 
 
@@ -154,3 +177,21 @@ def titanic() -> tuple[np.ndarray, np.ndarray]:
     ]).astype(np.float32)
     y = np.array([int(v) for v in column("Survived")], dtype=np.int64)
     return x, y
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """Optical recognition of handwritten digits, 8x8 pixels (the set scikit-learn bundles).
+
+    Returns ``x`` float32 of shape (1797, 64): pixel intensities 0-16 (each is the number of
+    "on" pixels in a 4x4 block of a 32x32 bitmap), row-major, so ``x.reshape(-1, 8, 8)`` gives
+    the images; ``y`` int64 of shape (1797,): the digit 0-9 (174 to 183 per class). Same
+    values and order as ``sklearn.datasets.load_digits()``.
+    Source: UCI "Optical Recognition of Handwritten Digits" test part (E. Alpaydin,
+    C. Kaynak, 1998), as shipped by scikit-learn in ``sklearn/datasets/data/digits.csv.gz``.
+    License: CC BY 4.0 (UCI); scikit-learn, which packaged the file, is BSD-3-Clause.
+    """
+    filename = "digits.csv.gz"
+    rows = _read_rows(filename)
+    _check_shape(filename, rows, 1797, 65)
+    values = np.array([[int(v) for v in row] for row in rows], dtype=np.int64)
+    return values[:, :64].astype(np.float32), values[:, 64].copy()
