@@ -13,6 +13,7 @@ its gradient is simply ``p - y``.
 import numpy as np
 
 from ._registry import Configurable, resolve
+from . import kernels
 from .layers.activations import sigmoid
 
 EPSILON = 1e-7  # probabilities are clipped to [ε, 1 - ε] before a log, as Keras does
@@ -119,7 +120,23 @@ class BinaryCrossentropy(Loss):
         return np.mean(per.reshape(n, -1), axis=1), (p - y_true) / (p * (1 - p)) / d
 
 
-class CategoricalCrossentropy(Loss):
+class _FusedSoftmax:
+    """Softmax + cross-entropy from logits in one compiled pass (kernels.py), when it can."""
+
+    def forward(self, y_pred, y_true, sample_weight=None):
+        if self.from_logits and sample_weight is None and y_pred.ndim == 2:
+            shape = y_pred.shape
+            if getattr(self, "_fused_shape", None) != (shape, y_pred.dtype):
+                self._fused_shape = (shape, y_pred.dtype)
+                self._probs, self._fused_grad = np.empty_like(y_pred), np.empty_like(y_pred)
+            value = self._kernel(y_pred, y_true, self._probs, self._fused_grad)
+            if value is not None:
+                self.probabilities, self._grad = self._probs, self._fused_grad
+                return value
+        return super().forward(y_pred, y_true, sample_weight)
+
+
+class CategoricalCrossentropy(_FusedSoftmax, Loss):
     """``ℓ = -Σ_k y_k log p_k`` with one-hot (or soft) targets ``y``; ``p = softmax(z)`` from logits.
 
     From logits: ``log p = z - logsumexp(z)`` and ``∂ℓ/∂z = p·Σ_k y_k - y`` (``p - y`` for one-hot).
@@ -127,6 +144,7 @@ class CategoricalCrossentropy(Loss):
     """
 
     name = "categorical_crossentropy"
+    _kernel = staticmethod(kernels.softmax_xent_dense)
 
     def _compute(self, y_pred, y_true):
         if self.from_logits:
@@ -138,11 +156,12 @@ class CategoricalCrossentropy(Loss):
         return -np.sum(y_true * np.log(p), axis=-1), -y_true / p
 
 
-class SparseCategoricalCrossentropy(Loss):
+class SparseCategoricalCrossentropy(_FusedSoftmax, Loss):
     """Categorical cross-entropy with integer labels ``y ∈ {0..K-1}`` of shape ``(N,)``:
     ``ℓ = -log p_y``; from logits ``∂ℓ/∂z = p - onehot(y)``."""
 
     name = "sparse_categorical_crossentropy"
+    _kernel = staticmethod(kernels.softmax_xent)
 
     def _compute(self, y_pred, y_true):
         labels = np.asarray(y_true).reshape(-1).astype(np.intp, copy=False)

@@ -242,30 +242,31 @@ class Sequential:
         self.history = history
         self.stop_training = False
         n = len(x)
-        # One gather per epoch into contiguous buffers; the batches are then plain slices.
-        xs, ys = np.empty_like(x), np.empty_like(y)
-        ws = None if w is None else np.empty_like(w)
+        # Each shuffled batch is gathered into one preallocated buffer: it stays in cache for the
+        # matrix products, and no epoch-sized copy of the data is ever made.
+        size = min(batch_size, n)
+        xbuf, ybuf = np.empty((size,) + x.shape[1:], x.dtype), np.empty((size,) + y.shape[1:], y.dtype)
+        wbuf = None if w is None else np.empty(size, w.dtype)
         cbs.set_params({"epochs": epochs, "steps": math.ceil(n / batch_size), "samples": n,
                         "batch_size": batch_size})
         logs = {}
         cbs.on_train_begin(logs)
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch, {})
-            if shuffle:
-                order = self.rng.permutation(n)
-                np.take(x, order, axis=0, out=xs)
-                np.take(y, order, axis=0, out=ys)
-                if w is not None:
-                    np.take(w, order, out=ws)
-            else:
-                xs, ys, ws = x, y, w
+            order = self.rng.permutation(n) if shuffle else None
             for m in self._metrics:
                 m.reset()
             total = 0.0
             for batch, start in enumerate(range(0, n, batch_size)):
                 stop = min(start + batch_size, n)
-                loss = self._train_step(xs[start:stop], ys[start:stop],
-                                        None if ws is None else ws[start:stop])
+                if order is None:
+                    xb, yb, wb = x[start:stop], y[start:stop], None if w is None else w[start:stop]
+                else:
+                    rows = order[start:stop]
+                    xb = x.take(rows, axis=0, out=xbuf[:stop - start])
+                    yb = y.take(rows, axis=0, out=ybuf[:stop - start])
+                    wb = None if w is None else w.take(rows, out=wbuf[:stop - start])
+                loss = self._train_step(xb, yb, wb)
                 if not math.isfinite(loss):
                     self._diverged(loss, cbs)
                     break
@@ -292,8 +293,9 @@ class Sequential:
         """Forward, loss, backward, update; returns the batch loss. A non-finite loss returns
         before the update, so the weights stay the last finite ones."""
         out = self._forward(xb, training=True)
-        with np.errstate(over="ignore", invalid="ignore"):  # divergence is handled by fit
-            loss = self._train_loss.forward(out, yb, wb) + self._penalty()
+        loss = self._train_loss.forward(out, yb, wb)
+        if self._regularized:
+            loss += self._penalty()
         if not math.isfinite(loss):
             return loss
         grad = self._train_loss.backward()

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from . import schedules
+from . import kernels, schedules
 from ._registry import Configurable, resolve, serialize
 
 
@@ -302,15 +302,11 @@ class Adam(Optimizer):
         return v
 
     def _update(self, params, grads, lr):
-        t, tmp = self.iterations, self._tmp
-        v = self._moments(grads)
-        step_size = lr / (1.0 - self.beta_1 ** t)
-        np.sqrt(v, out=tmp)
-        tmp /= math.sqrt(1.0 - self.beta_2 ** t)
-        tmp += self.epsilon
-        np.divide(self.state["m"], tmp, out=tmp)
-        tmp *= step_size
-        params -= tmp
+        t = self.iterations
+        # One fused pass over the flat buffer when Numba is installed (kernels.py).
+        kernels.adam(params, grads, self.state["m"], self.state["v"], self.state.get("v_max"),
+                     self.beta_1, self.beta_2, lr / (1.0 - self.beta_1 ** t),
+                     math.sqrt(1.0 - self.beta_2 ** t), self.epsilon, self._tmp)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

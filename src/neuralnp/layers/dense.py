@@ -1,6 +1,6 @@
 """The fully connected layer."""
 
-from .. import initializers, regularizers
+from .. import initializers, kernels, regularizers
 from .._registry import serialize
 from . import activations
 from .base import Layer
@@ -46,11 +46,14 @@ class Dense(Layer):
                 f"Dense layer {self.name!r} was declared with input_dim={self.input_dim} but "
                 f"receives {input_shape[0]} features"
             )
+        self._ws_rows = None
         self.kernel = self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
         if self.activation is not None:
             self.activation.build_for((self.units,), self.dtype, self._rng)
+        # ReLU, sigmoid and tanh run fused with the bias in one pass (see kernels.py).
+        self._code = kernels.activation_code(self.activation)
 
     def compute_output_shape(self, input_shape):
         return (self.units,)
@@ -67,26 +70,47 @@ class Dense(Layer):
         extra = self.activation.states() if self.activation is not None else []
         return list(self._states) + extra
 
+    def _buffers(self, n):
+        """The output, pre-activation-gradient and input-gradient workspaces for batch size n,
+        looked up once per change of batch size rather than once per call."""
+        if self._ws_rows != n:
+            self._ws_rows = n
+            self._z = self._workspace("z", (n, self.units))
+            self._dz = self._workspace("dz", (n, self.units))
+            self._gin = self._workspace("grad_in", (n,) + tuple(self.input_shape))
+        return self._z
+
+    _ws_rows = None
+
     def forward(self, x, training=False):
         self._x = x
-        z = self._workspace("z", (x.shape[0], self.units))
+        z = self._buffers(x.shape[0])
         np.matmul(x, self.kernel.value, out=z)
-        if self.use_bias:
-            z += self.bias.value
+        bias = self.bias.value if self.use_bias else None
         if self.activation is None or self.emit_logits:
+            code = 0
+        else:
+            code = self._code
+        if code is not None:
+            kernels.bias_act(z, bias, code)
             return z
+        if bias is not None:
+            z += bias
         return self.activation.forward(z, training)
 
     def backward(self, grad_out):
         if self.activation is not None and not self.emit_logits:
-            grad_out = self.activation.backward(grad_out)
+            if self._code is not None:
+                # z holds f(z + b) since forward: the derivative is written from the output.
+                grad_out = kernels.act_grad(grad_out, self._z, self._code, self._dz)
+            else:
+                grad_out = self.activation.backward(grad_out)
         np.matmul(self._x.T, grad_out, out=self.kernel.grad)
         if self.use_bias:
-            np.sum(grad_out, axis=0, out=self.bias.grad)
+            np.add.reduce(grad_out, axis=0, out=self.bias.grad)
         if not self.need_input_grad:
             return None
-        grad_in = self._workspace("grad_in", self._x.shape)
-        return np.matmul(grad_out, self.kernel.value.T, out=grad_in)
+        return np.matmul(grad_out, self.kernel.value.T, out=self._gin)
 
     def get_config(self):
         config = {

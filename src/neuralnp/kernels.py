@@ -1,0 +1,250 @@
+"""Fused element-wise kernels for the hot path: Numba when it is installed, NumPy otherwise.
+
+NumPy runs each element-wise operation as its own pass over memory, on one core, with a call
+overhead of about a microsecond. On the training step's element-wise chains (bias + activation,
+the activation's derivative, Adam over the whole flat buffer, softmax + cross-entropy) that is
+most of the time left once the matrix products are done. With ``pip install "neuralnp[fast]"``
+each chain on float32 arrays becomes one compiled pass over memory; without
+it, and always for float64 (the dtype of gradient checks, which keeps the reference formulas),
+the same functions run as a few in-place NumPy passes. Both paths compute the same formulas, and
+the tests compare them (``NEURALNP_KERNELS=numpy`` forces the NumPy one).
+
+Every function works in place on arrays the caller owns and allocates nothing.
+"""
+
+import math
+import os
+
+import numpy as np
+
+ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
+_CODES = {name: i for i, name in enumerate(ACTIVATIONS)}
+
+
+def _load_numba():
+    if os.environ.get("NEURALNP_KERNELS", "auto").lower() == "numpy":
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba
+
+
+numba = _load_numba()
+BACKEND = "numba" if numba is not None else "numpy"
+
+
+# -- NumPy path -----------------------------------------------------------------------------------
+
+def _bias_act_numpy(z, b, code):
+    if b is not None:
+        z += b
+    if code == 1:
+        np.maximum(z, 0, out=z)
+    elif code == 2:  # σ(z) = ½(1 + tanh(z/2)): no overflow, and in place
+        z *= 0.5
+        np.tanh(z, out=z)
+        z += 1.0
+        z *= 0.5
+    elif code == 3:
+        np.tanh(z, out=z)
+
+
+def _act_grad_numpy(g, y, code, out):
+    if code == 1:
+        np.greater(y, 0, out=out)  # 1.0 where y > 0, else 0.0
+        out *= g
+    elif code == 2:
+        np.subtract(1.0, y, out=out)
+        out *= y
+        out *= g
+    elif code == 3:
+        np.multiply(y, y, out=out)
+        np.subtract(1.0, out, out=out)
+        out *= g
+
+
+def _adam_numpy(p, g, m, v, vmax, b1, b2, step_size, bc2_sqrt, eps, tmp):
+    m *= b1
+    np.multiply(g, 1.0 - b1, out=tmp)
+    m += tmp
+    v *= b2
+    np.multiply(g, g, out=tmp)
+    tmp *= 1.0 - b2
+    v += tmp
+    if vmax is not None:
+        np.maximum(vmax, v, out=vmax)
+        v = vmax
+    np.sqrt(v, out=tmp)
+    tmp /= bc2_sqrt
+    tmp += eps
+    np.divide(m, tmp, out=tmp)
+    tmp *= step_size
+    p -= tmp
+
+
+# -- Numba path -----------------------------------------------------------------------------------
+
+if numba is not None:
+    # Serial on purpose: OpenBLAS keeps its threads spinning for a while after each matrix
+    # product, and a parallel kernel's threads would fight them for the same cores.
+    _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+    _jit_serial = _jit
+
+    @_jit
+    def _bias_act_numba(z, b, has_bias, code):
+        n, k = z.shape
+        one, half = z.dtype.type(1.0), z.dtype.type(0.5)
+        for i in range(n):
+            for j in range(k):
+                t = z[i, j] + b[j] if has_bias else z[i, j]
+                if code == 1:
+                    t = t if t > 0 else z.dtype.type(0.0)
+                elif code == 2:
+                    t = half * (one + math.tanh(half * t))
+                elif code == 3:
+                    t = math.tanh(t)
+                z[i, j] = t
+
+    @_jit
+    def _act_grad_numba(g, y, code, out):
+        n, k = g.shape
+        one, zero = g.dtype.type(1.0), g.dtype.type(0.0)
+        for i in range(n):
+            for j in range(k):
+                if code == 1:
+                    out[i, j] = g[i, j] if y[i, j] > 0 else zero
+                elif code == 2:
+                    out[i, j] = (one - y[i, j]) * y[i, j] * g[i, j]
+                else:
+                    out[i, j] = (one - y[i, j] * y[i, j]) * g[i, j]
+
+    @_jit
+    def _adam_numba(p, g, m, v, vmax, use_vmax, b1, b2, c1, c2, step_size, bc2_sqrt, eps):
+        for i in range(p.size):
+            gi = g[i]
+            mi = m[i] * b1 + gi * c1
+            vi = v[i] * b2 + gi * gi * c2
+            m[i] = mi
+            v[i] = vi
+            if use_vmax:
+                if vi > vmax[i]:
+                    vmax[i] = vi
+                vi = vmax[i]
+            p[i] -= mi / (math.sqrt(vi) / bc2_sqrt + eps) * step_size
+
+    @_jit_serial
+    def _softmax_xent_numba(z, labels, probs, grad):
+        n, k = z.shape
+        inv_n = z.dtype.type(1.0) / n
+        total = 0.0
+        for i in range(n):
+            top = z[i, 0]
+            for j in range(1, k):
+                if z[i, j] > top:
+                    top = z[i, j]
+            s = z.dtype.type(0.0)
+            for j in range(k):
+                e = math.exp(z[i, j] - top)
+                probs[i, j] = e
+                s += e
+            total -= math.log(probs[i, labels[i]] / s)
+            for j in range(k):
+                probs[i, j] /= s
+                grad[i, j] = probs[i, j] * inv_n
+            grad[i, labels[i]] -= inv_n
+        return total / n
+
+
+    @_jit_serial
+    def _softmax_xent_dense_numba(z, y, probs, grad):
+        n, k = z.shape
+        inv_n = z.dtype.type(1.0) / n
+        total = 0.0
+        for i in range(n):
+            top = z[i, 0]
+            for j in range(1, k):
+                if z[i, j] > top:
+                    top = z[i, j]
+            s = z.dtype.type(0.0)
+            ysum = z.dtype.type(0.0)
+            for j in range(k):
+                e = math.exp(z[i, j] - top)
+                probs[i, j] = e
+                s += e
+                ysum += y[i, j]
+            log_s = math.log(s)
+            for j in range(k):
+                if y[i, j] != 0:
+                    total -= y[i, j] * (z[i, j] - top - log_s)
+                probs[i, j] /= s
+                grad[i, j] = (probs[i, j] * ysum - y[i, j]) * inv_n
+        return total / n
+
+
+# -- the interface the layers, losses and optimizers call ----------------------------------------
+
+def _compiled(array):
+    return numba is not None and array.dtype == np.float32
+
+
+def activation_code(layer):
+    """The fused-kernel code of an activation layer (None when it has no fused kernel)."""
+    from .layers import activations
+    name = activations.name_of(layer) if layer is not None else "linear"
+    if name in _CODES and not (layer is not None and layer.get_config().keys() - {"name"}):
+        return _CODES[name]
+    return None
+
+
+def bias_act(z, b, code):
+    """``z ← f(z + b)`` in place, ``f`` given by ``code`` (linear, relu, sigmoid, tanh)."""
+    if _compiled(z) and z.ndim == 2:
+        _bias_act_numba(z, b if b is not None else z[0], b is not None, code)
+    else:
+        _bias_act_numpy(z, b, code)
+
+
+def act_grad(g, y, code, out):
+    """``out ← g · f'(z)``, written with the activation's output ``y = f(z)``; returns ``out``
+    (or ``g`` itself for the linear activation)."""
+    if code == 0:
+        return g
+    if _compiled(g) and g.ndim == 2:
+        _act_grad_numba(g, y, code, out)
+    else:
+        _act_grad_numpy(g, y, code, out)
+    return out
+
+
+def adam(p, g, m, v, vmax, beta_1, beta_2, step_size, bc2_sqrt, eps, tmp):
+    """One Adam update of the flat arrays, as :class:`neuralnp.optimizers.Adam` documents.
+
+    The scalars are cast to the arrays' dtype first, so that float32 arithmetic matches NumPy's
+    (which casts Python scalars the same way) bit for bit.
+    """
+    if _compiled(p):
+        t = p.dtype.type
+        _adam_numba(p, g, m, v, vmax if vmax is not None else m, vmax is not None, t(beta_1),
+                    t(beta_2), t(1.0 - beta_1), t(1.0 - beta_2), t(step_size), t(bc2_sqrt),
+                    t(eps))
+    else:
+        _adam_numpy(p, g, m, v, vmax, beta_1, beta_2, step_size, bc2_sqrt, eps, tmp)
+
+
+def softmax_xent(z, labels, probs, grad):
+    """Mean sparse cross-entropy of the logits ``z`` ``(N, K)`` against integer ``labels``;
+    writes ``softmax(z)`` into ``probs`` and ``(p - onehot)/N`` into ``grad``. The NumPy path
+    returns None: the loss then runs its own formulas."""
+    if _compiled(z):
+        return float(_softmax_xent_numba(z, labels, probs, grad))
+    return None
+
+
+def softmax_xent_dense(z, y, probs, grad):
+    """As :func:`softmax_xent` with one-hot (or soft) target rows ``y`` ``(N, K)``:
+    ``grad = (p·Σy - y)/N``."""
+    if _compiled(z):
+        return float(_softmax_xent_dense_numba(z, y, probs, grad))
+    return None

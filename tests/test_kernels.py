@@ -1,0 +1,97 @@
+"""The fused kernels: the compiled (Numba) path against the NumPy path and the layers' formulas."""
+
+import numpy as np
+import pytest
+
+import neuralnp as nn
+from neuralnp import kernels
+from neuralnp.layers import activations
+
+needs_numba = pytest.mark.skipif(kernels.numba is None,
+                                 reason="Numba is not installed (pip install 'neuralnp[fast]')")
+
+RNG = np.random.default_rng(0)
+CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+
+
+def _numpy_path(monkeypatch):
+    monkeypatch.setattr(kernels, "numba", None)
+
+
+@pytest.mark.parametrize("name", list(CODES))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bias_act_and_its_gradient_match_the_activation_layers(name, dtype, monkeypatch):
+    z = RNG.normal(size=(7, 5)).astype(dtype) * 3
+    b = RNG.normal(size=5).astype(dtype)
+    g = RNG.normal(size=(7, 5)).astype(dtype)
+    layer = activations.get(name)
+    expected = np.array(layer.forward(z + b), copy=True)
+    expected_grad = np.array(layer.backward(g), copy=True)
+    for path in ("compiled", "numpy"):
+        if path == "numpy":
+            _numpy_path(monkeypatch)
+        out = z.copy()
+        kernels.bias_act(out, b, CODES[name])
+        grad = kernels.act_grad(g.copy(), out, CODES[name], np.empty_like(g))
+        tol = 1e-6 if dtype == "float32" else 1e-13
+        np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+        np.testing.assert_allclose(grad, expected_grad, rtol=tol, atol=tol)
+
+
+@needs_numba
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_compiled_adam_is_bit_identical_to_the_numpy_formulas(amsgrad, monkeypatch):
+    n = 1001
+    state = [RNG.normal(size=n).astype("float32") for _ in range(2)]
+    m, v = RNG.normal(size=n).astype("float32"), RNG.random(n).astype("float32")
+    vmax = v + RNG.random(n).astype("float32") if amsgrad else None
+    args = (0.9, 0.999, 1e-3 / (1 - 0.9 ** 3), (1 - 0.999 ** 3) ** 0.5, 1e-8)
+    results = []
+    for path in ("compiled", "numpy"):
+        if path == "numpy":
+            _numpy_path(monkeypatch)
+        p, g = (a.copy() for a in state)
+        mm, vv = m.copy(), v.copy()
+        vm = None if vmax is None else vmax.copy()
+        kernels.adam(p, g, mm, vv, vm, *args, np.empty_like(p))
+        results.append((p, mm, vv))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_numba
+@pytest.mark.parametrize("sparse", [True, False])
+def test_compiled_softmax_crossentropy_matches_the_loss_formulas(sparse):
+    z = (RNG.normal(size=(33, 10)) * 4).astype("float32")
+    labels = RNG.integers(0, 10, size=33)
+    target = labels if sparse else np.eye(10, dtype="float32")[labels]
+    probs, grad = np.empty_like(z), np.empty_like(z)
+    kernel = kernels.softmax_xent if sparse else kernels.softmax_xent_dense
+    value = kernel(z, target, probs, grad)
+    reference = (nn.losses.SparseCategoricalCrossentropy if sparse
+                 else nn.losses.CategoricalCrossentropy)(from_logits=True)
+    expected = nn.losses.Loss.forward(reference, z.astype("float64"), target)
+    np.testing.assert_allclose(value, expected, rtol=1e-6)
+    np.testing.assert_allclose(grad, reference.backward(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(probs, reference.probabilities, rtol=1e-5, atol=1e-8)
+
+
+@needs_numba
+def test_training_with_and_without_the_compiled_kernels_agrees(monkeypatch):
+    x, y = nn.datasets.iris()
+    x = nn.preprocessing.StandardScaler().fit_transform(x)
+
+    def train():
+        model = nn.Sequential([nn.Dense(16, activation="relu"), nn.Dense(8, activation="tanh"),
+                               nn.Dense(3, activation="softmax")], seed=0)
+        model.compile(loss="sparse_categorical_crossentropy", optimizer=nn.Adam(1e-2),
+                      metrics=["accuracy"])
+        history = model.fit(x, y, epochs=20, batch_size=16, verbose=0)
+        return model, history.history["loss"]
+
+    compiled, loss_c = train()
+    _numpy_path(monkeypatch)
+    plain, loss_n = train()
+    np.testing.assert_allclose(loss_c, loss_n, rtol=1e-4)
+    for a, b in zip(compiled.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
