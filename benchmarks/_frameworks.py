@@ -323,13 +323,13 @@ def main(spec_path):
             except ImportError as e:
                 result.update(status="not installed", error=f"{type(e).__name__}: {e}")
                 return _write(spec, result)
-        if framework == "sgemm-peak":
-            result.update(run_sgemm_peak(spec))
-        else:
-            data, weights = load_inputs(spec)
-            before, start = scheduler_times(), time.perf_counter()
-            result.update(RUNNERS[framework](spec, data, weights))
-            result.update(contention(before, scheduler_times(), time.perf_counter() - start))
+        data, weights = (None, None) if framework == "sgemm-peak" else load_inputs(spec)
+        before, machine = scheduler_times(), machine_busy_seconds()
+        start = time.perf_counter()
+        result.update(RUNNERS[framework](spec, data, weights))
+        wall = time.perf_counter() - start
+        result.update(contention(before, scheduler_times(), machine, machine_busy_seconds(),
+                                 wall))
     except Exception as e:  # reported in the table, with the traceback in the JSON
         result.update(status="failed", error=f"{type(e).__name__}: {e}",
                       traceback=traceback.format_exc())
@@ -357,16 +357,40 @@ def scheduler_times():
     return times
 
 
-def contention(before, after, wall):
-    """How much the training was held up by other processes: the time its threads were ready
-    to run but had no CPU (summed over threads), as a fraction of the wall time. Near 0 on a
-    quiet machine; a large value means the timings are disturbed."""
+def machine_busy_seconds():
+    """CPU seconds the whole machine has spent not idle since boot (/proc/stat: user, nice,
+    system, irq, softirq and steal; idle and iowait left out), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def contention(before, after, machine_before, machine_after, wall):
+    """Whether the training shared the machine, measured two ways.
+
+    ``others_cpu_fraction``: the CPU time the rest of the machine used during the training (all
+    busy time less this process's threads'), as a fraction of all the CPUs' time. ~0 on a quiet
+    machine; a few percent or more means the timing is disturbed.
+
+    ``runqueue_wait_fraction``: the time this process's threads were ready to run but had no
+    CPU, summed over threads, over the wall time (can pass 1). Other processes cause it, and so
+    do a framework's own surplus threads (more busy threads than CPUs), so it is kept for the
+    record, not used as the noise signal.
+    """
     if not after:
         return {}
     on_cpu = sum(a[0] - before.get(t, (0, 0))[0] for t, a in after.items())
     waiting = sum(a[1] - before.get(t, (0, 0))[1] for t, a in after.items())
-    return {"train_wall_s": wall, "train_cpu_s": on_cpu, "runqueue_wait_s": waiting,
-            "runqueue_wait_fraction": waiting / wall if wall > 0 else None}
+    result = {"train_wall_s": wall, "train_cpu_s": on_cpu, "runqueue_wait_s": waiting,
+              "runqueue_wait_fraction": waiting / wall if wall > 0 else None}
+    if machine_before is not None and machine_after is not None and wall > 0:
+        others = max(0.0, machine_after - machine_before - on_cpu)
+        result["others_cpu_fraction"] = others / (wall * os.cpu_count())
+    return result
 
 
 def memory_peaks():

@@ -32,7 +32,9 @@ def test_bias_act_and_its_gradient_match_the_activation_layers(name, dtype, monk
             _numpy_path(monkeypatch)
         out = z.copy()
         kernels.bias_act(out, b, CODES[name])
-        grad = kernels.act_grad(g.copy(), out, CODES[name], np.empty_like(g))
+        bias_grad = np.empty_like(b)
+        grad = kernels.act_grad(g.copy(), out, CODES[name], np.empty_like(g), bias_grad)
+        np.testing.assert_allclose(bias_grad, expected_grad.sum(0), rtol=1e-5, atol=1e-5)
         tol = 1e-6 if dtype == "float32" else 1e-13
         np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
         np.testing.assert_allclose(grad, expected_grad, rtol=tol, atol=tol)
@@ -95,3 +97,14 @@ def test_training_with_and_without_the_compiled_kernels_agrees(monkeypatch):
     np.testing.assert_allclose(loss_c, loss_n, rtol=1e-4)
     for a, b in zip(compiled.get_weights(), plain.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+@needs_numba
+@pytest.mark.parametrize("sparse", [True, False])
+def test_compiled_crossentropy_stays_finite_when_a_probability_underflows(sparse):
+    z = np.array([[0.0, 200.0], [300.0, 0.0]], dtype="float32")  # p(label) ≈ e^-200, e^-300
+    labels = np.array([0, 1])
+    target = labels if sparse else np.eye(2, dtype="float32")[labels]
+    kernel = kernels.softmax_xent if sparse else kernels.softmax_xent_dense
+    value = kernel(z, target, np.empty_like(z), np.empty_like(z))
+    assert value == pytest.approx(250.0, rel=1e-6)

@@ -58,7 +58,17 @@ class CallbackList(Callback):
     on_epoch_begin = _each("on_epoch_begin")
     on_epoch_end = _each("on_epoch_end")
     on_batch_begin = _each("on_batch_begin")
-    on_batch_end = _each("on_batch_end")
+
+    def on_batch_end(self, batch, logs=None):
+        # Called every step: only the callbacks that override the hook are visited.
+        if self._batch_hooks is None:
+            self._batch_hooks = [cb.on_batch_end for cb in self.callbacks
+                                 if type(cb).on_batch_end is not Callback.on_batch_end
+                                 or "on_batch_end" in vars(cb)]
+        for hook in self._batch_hooks:
+            hook(batch, logs)
+
+    _batch_hooks = None
 
 
 class History(Callback):

@@ -108,17 +108,25 @@ if numba is not None:
                 z[i, j] = t
 
     @_jit
-    def _act_grad_numba(g, y, code, out):
+    def _act_grad_numba(g, y, code, out, bias_grad, has_bias):
         n, k = g.shape
         one, zero = g.dtype.type(1.0), g.dtype.type(0.0)
+        if has_bias:
+            bias_grad[:] = zero
         for i in range(n):
             for j in range(k):
-                if code == 1:
-                    out[i, j] = g[i, j] if y[i, j] > 0 else zero
+                if code == 0:
+                    d = g[i, j]
+                elif code == 1:
+                    d = g[i, j] if y[i, j] > 0 else zero
                 elif code == 2:
-                    out[i, j] = (one - y[i, j]) * y[i, j] * g[i, j]
+                    d = (one - y[i, j]) * y[i, j] * g[i, j]
                 else:
-                    out[i, j] = (one - y[i, j] * y[i, j]) * g[i, j]
+                    d = (one - y[i, j] * y[i, j]) * g[i, j]
+                if code != 0:
+                    out[i, j] = d
+                if has_bias:
+                    bias_grad[j] += d  # row by row, in the order NumPy's reduction adds
 
     @_jit
     def _adam_numba(p, g, m, v, vmax, use_vmax, b1, b2, c1, c2, step_size, bc2_sqrt, eps):
@@ -149,7 +157,8 @@ if numba is not None:
                 e = math.exp(z[i, j] - top)
                 probs[i, j] = e
                 s += e
-            total -= math.log(probs[i, labels[i]] / s)
+            # log p = z - max - log Σ: finite even when p itself underflows to 0
+            total -= z[i, labels[i]] - top - math.log(s)
             for j in range(k):
                 probs[i, j] /= s
                 grad[i, j] = probs[i, j] * inv_n
@@ -206,16 +215,19 @@ def bias_act(z, b, code):
         _bias_act_numpy(z, b, code)
 
 
-def act_grad(g, y, code, out):
-    """``out ← g · f'(z)``, written with the activation's output ``y = f(z)``; returns ``out``
-    (or ``g`` itself for the linear activation)."""
-    if code == 0:
-        return g
+def act_grad(g, y, code, out, bias_grad=None):
+    """``out ← g · f'(z)``, written with the activation's output ``y = f(z)``, and with
+    ``bias_grad`` given, ``bias_grad ← Σ_rows out`` in the same pass. Returns the gradient with
+    respect to ``z`` (``g`` itself for the linear activation)."""
+    dz = g if code == 0 else out
     if _compiled(g) and g.ndim == 2:
-        _act_grad_numba(g, y, code, out)
-    else:
-        _act_grad_numpy(g, y, code, out)
-    return out
+        has_bias = bias_grad is not None
+        _act_grad_numba(g, y, code, out, bias_grad if has_bias else g[0], has_bias)
+        return dz
+    _act_grad_numpy(g, y, code, out)
+    if bias_grad is not None:
+        np.add.reduce(dz, axis=0, out=bias_grad)
+    return dz
 
 
 def adam(p, g, m, v, vmax, beta_1, beta_2, step_size, bc2_sqrt, eps, tmp):

@@ -99,15 +99,20 @@ class Dense(Layer):
         return self.activation.forward(z, training)
 
     def backward(self, grad_out):
-        if self.activation is not None and not self.emit_logits:
-            if self._code is not None:
-                # z holds f(z + b) since forward: the derivative is written from the output.
-                grad_out = kernels.act_grad(grad_out, self._z, self._code, self._dz)
-            else:
-                grad_out = self.activation.backward(grad_out)
+        bias_grad = self.bias.grad if self.use_bias else None
+        if self.activation is None or self.emit_logits:
+            code = 0
+        else:
+            code = self._code
+        if code is not None:
+            # z holds f(z + b) since forward: the derivative is written from the output, and
+            # the bias gradient is summed in the same pass.
+            grad_out = kernels.act_grad(grad_out, self._z, code, self._dz, bias_grad)
+        else:
+            grad_out = self.activation.backward(grad_out)
+            if bias_grad is not None:
+                np.add.reduce(grad_out, axis=0, out=bias_grad)
         np.matmul(self._x.T, grad_out, out=self.kernel.grad)
-        if self.use_bias:
-            np.add.reduce(grad_out, axis=0, out=self.bias.grad)
         if not self.need_input_grad:
             return None
         return np.matmul(grad_out, self.kernel.value.T, out=self._gin)
