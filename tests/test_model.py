@@ -322,3 +322,17 @@ def test_evaluate_checks_the_sample_weight_length():
     model = _compiled()
     with pytest.raises(ValueError, match="one weight per sample"):
         model.evaluate(x, y, sample_weight=np.ones(3))
+
+
+def test_devices_cpu_works_and_a_gpu_request_says_what_is_missing():
+    model = _mlp()
+    assert model.to("cpu") is model and model.device == "cpu"
+    with pytest.raises(ValueError, match="valid devices are: cpu, cuda"):
+        model.to("tpu")
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match=r"pip install 'neuralnp\[gpu\]'"):
+            model.to("cuda")
+        with pytest.raises(RuntimeError, match="CuPy"):
+            nn.Sequential([nn.Dense(2)], device="cuda")

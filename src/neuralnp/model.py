@@ -16,7 +16,7 @@ import numpy as np
 from . import losses, metrics as metrics_module, optimizers
 from ._checks import as_float_array, check_positive_int
 from ._registry import serialize
-from .backend import resolve_dtype
+from .backend import check_device, resolve_dtype
 from .callbacks import CallbackList, History, ProgbarLogger
 from .layers import Layer, deserialize as deserialize_layer
 from .layers.activations import Activation, Sigmoid, Softmax, output_activation, sigmoid, softmax
@@ -35,8 +35,9 @@ class Sequential:
     history. ``dtype`` is ``"float32"`` (default) or ``"float64"``.
     """
 
-    def __init__(self, layers=None, seed=None, dtype="float32", name="sequential"):
+    def __init__(self, layers=None, seed=None, dtype="float32", name="sequential", device="cpu"):
         self.name = name
+        self.device = check_device(device)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.dtype = resolve_dtype(dtype)
@@ -475,6 +476,11 @@ class Sequential:
         if config.get("input_shape") is not None:
             model.build(tuple(config["input_shape"]))
         return model
+
+    def to(self, device):
+        """Move the model to ``device`` (``"cpu"``; a GPU request explains what is missing)."""
+        self.device = check_device(device)
+        return self
 
     def save(self, path):
         """Write the model to a folder (or ``.zip``): ``config.json`` + ``weights.safetensors``."""
