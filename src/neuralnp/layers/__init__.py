@@ -5,9 +5,12 @@ from .activations import (
     SiLU, Softmax, Softplus, Tanh,
 )
 from .base import Layer
+from .conv import Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .normalization import BatchNormalization, LayerNormalization
+from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+from .reshape import Flatten, Reshape
 
 Swish = SiLU
 
@@ -15,7 +18,8 @@ REGISTRY = {
     cls.__name__: cls
     for cls in (Dense, Activation, Linear, BinaryStep, Sigmoid, Tanh, ArcTan, ReLU, LeakyReLU,
                 PReLU, ELU, SELU, Softplus, GELU, SiLU, Softmax, Dropout, BatchNormalization,
-                LayerNormalization)
+                LayerNormalization, Conv2D, MaxPooling2D, AveragePooling2D,
+                GlobalAveragePooling2D, Flatten, Reshape)
 }
 
 

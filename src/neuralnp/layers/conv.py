@@ -1,0 +1,322 @@
+"""2-D convolution, and the window geometry the pooling layers share.
+
+Image layout, one for the whole library: channels-last, as Keras. Images are
+``(batch, height, width, channels)``; a Conv2D kernel is ``(kh, kw, in_channels, filters)`` and its
+bias ``(filters,)``. Layer shapes (``input_shape``, ``output_shape``) leave out the batch axis:
+``(height, width, channels)``. PyTorch's ``(batch, channels, height, width)`` converts with
+``x.transpose(0, 2, 3, 1)``, and its ``(out, in, kh, kw)`` weights with ``w.transpose(2, 3, 1, 0)``.
+
+Padding ``"valid"`` uses no padding; ``"same"`` pads as TensorFlow/Keras do, so that the output has
+``ceil(size / stride)`` rows (columns): the total padding along an axis is
+``max((ceil(size / stride) - 1)·stride + (k - 1)·dilation + 1 - size, 0)``, split with the odd
+pixel at the bottom (right). That split differs from PyTorch's symmetric ``padding=``, which is why
+weights trained here give the same outputs as Keras, pixel for pixel.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import initializers, regularizers
+from .._registry import serialize
+from . import activations
+from .base import Layer
+
+PADDINGS = ("valid", "same")
+
+
+# -- arguments and geometry (shared with pooling.py) ---------------------------------------------
+
+
+def normalize_pair(value, arg, cls_name, allow_none=False):
+    """``value`` (an int or a pair of ints, each >= 1) as a pair of Python ints."""
+    if allow_none and value is None:
+        return None
+    items = (value, value) if isinstance(value, numbers.Integral) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        items = ()
+    if (len(items) != 2
+            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1
+                   for v in items)):
+        raise ValueError(f"{cls_name} {arg} must be a positive integer or a pair of them "
+                         f"(height, width), got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def normalize_padding(padding, cls_name):
+    key = padding.lower() if isinstance(padding, str) else padding
+    if key not in PADDINGS:
+        raise ValueError(f"{cls_name} padding must be 'valid' or 'same', got {padding!r}")
+    return key
+
+
+def batch_shape(shape):
+    """``(batch, 28, 28, 1)``: a shape without its batch axis, written as the user sees it."""
+    return "(" + ", ".join(["batch"] + [str(d) for d in shape]) + ")"
+
+
+def check_image_shape(layer, input_shape):
+    """Raise a ValueError unless ``input_shape`` is ``(height, width, channels)``."""
+    if len(input_shape) == 3 and all(d >= 1 for d in input_shape):
+        return
+    hint = "add a Reshape((height, width, channels)) layer before it"
+    if len(input_shape) == 1:
+        features = input_shape[0]
+        for channels in (1, 3):
+            side = math.isqrt(features // channels) if features % channels == 0 else 0
+            if side and side * side * channels == features:
+                hint = f"reshape with Reshape(({side}, {side}, {channels}))"
+                break
+    elif len(input_shape) == 2:
+        hint = f"reshape with Reshape(({input_shape[0]}, {input_shape[1]}, 1))"
+    raise ValueError(f"{type(layer).__name__} {layer.name!r} expects inputs (batch, height, "
+                     f"width, channels), got {batch_shape(input_shape)}; {hint}")
+
+
+class Geometry:
+    """Where the windows of a strided, dilated, padded sliding window fall on an image.
+
+    ``out = ((size + pad_total) - ((k - 1)·dilation + 1)) // stride + 1`` along each axis; output
+    pixel ``(i, j)`` reads padded pixels ``(i·sh + p·dh, j·sw + q·dw)`` for ``p < kh, q < kw``.
+    """
+
+    def __init__(self, layer, input_shape, kernel, strides, dilation, padding):
+        check_image_shape(layer, input_shape)
+        self.in_hw = tuple(input_shape[:2])
+        self.channels = input_shape[2]
+        self.kernel, self.strides, self.dilation = kernel, strides, dilation
+        self.extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+        pads, out = [], []
+        for size, ext, s in zip(self.in_hw, self.extent, strides):
+            if padding == "same":
+                n = -(-size // s)  # ceil(size / s)
+                total = max((n - 1) * s + ext - size, 0)
+                pads.append((total // 2, total - total // 2))  # odd pixel at the bottom/right
+            else:
+                pads.append((0, 0))
+            out.append((size + sum(pads[-1]) - ext) // s + 1)
+        self.pads = tuple(pads)
+        self.padded_hw = tuple(size + sum(p) for size, p in zip(self.in_hw, self.pads))
+        if any(e > p for e, p in zip(self.extent, self.padded_hw)):
+            what = "kernel" if isinstance(layer, Conv2D) else "pool"
+            dilated = (f" (dilated extent {self.extent[0]}x{self.extent[1]})"
+                       if self.extent != tuple(kernel) else "")
+            raise ValueError(
+                f"{type(layer).__name__} {layer.name!r}: {what} {kernel[0]}x{kernel[1]}{dilated} "
+                f"is larger than the padded input {self.padded_hw[0]}x{self.padded_hw[1]} "
+                f"(inputs {batch_shape(input_shape)}, padding {padding!r}); use a smaller "
+                f"{what}, padding='same' or larger images")
+        self.out_hw = tuple(out)
+        self.padded = any(p != (0, 0) for p in self.pads)
+
+    def offsets(self):
+        """``(p, q)`` for every kernel position, row-major (the order of a window's entries)."""
+        return [(p, q) for p in range(self.kernel[0]) for q in range(self.kernel[1])]
+
+    def tap(self, p, q):
+        """The index of the padded pixels that kernel entry ``(p, q)`` meets, for all outputs:
+        a strided slice of shape ``(batch, out_h, out_w, channels)``."""
+        (sh, sw), (dh, dw), (oh, ow) = self.strides, self.dilation, self.out_hw
+        return (slice(None), slice(p * dh, p * dh + sh * (oh - 1) + 1, sh),
+                slice(q * dw, q * dw + sw * (ow - 1) + 1, sw))
+
+    def windows(self, xp):
+        """A read-only ``(batch, out_h, out_w, kh, kw, channels)`` view of the padded input's
+        windows: no copy, each pixel appears in every window that covers it."""
+        n, hs, ws, cs = xp.strides
+        (sh, sw), (dh, dw) = self.strides, self.dilation
+        shape = (xp.shape[0], *self.out_hw, *self.kernel, xp.shape[3])
+        return np.lib.stride_tricks.as_strided(
+            xp, shape, (n, hs * sh, ws * sw, hs * dh, ws * dw, cs), writeable=False)
+
+    def pad(self, layer, x, fill, key="x_padded"):
+        """``x`` inside a border of ``fill`` (a workspace), or ``x`` itself when unpadded."""
+        if not self.padded:
+            return x
+        (pt, pb), (pl, pr) = self.pads
+        h, w = self.in_hw
+        xp = layer._workspace(key, (x.shape[0], *self.padded_hw, x.shape[3]))
+        xp[:, pt:pt + h, pl:pl + w] = x
+        # Only the border is written: the interior is overwritten just above.
+        xp[:, :pt] = fill
+        xp[:, pt + h:] = fill
+        xp[:, pt:pt + h, :pl] = fill
+        xp[:, pt:pt + h, pl + w:] = fill
+        return xp
+
+    def crop(self, layer, dxp):
+        """The gradient on the unpadded input, from the gradient on the padded one."""
+        if not self.padded:
+            return dxp
+        (pt, _), (pl, _) = self.pads
+        h, w = self.in_hw
+        grad_in = layer._workspace("grad_in", (dxp.shape[0], h, w, dxp.shape[3]))
+        grad_in[...] = dxp[:, pt:pt + h, pl:pl + w]
+        return grad_in
+
+
+def check_input(layer, x):
+    """Forward-time check that a built layer receives the images it was built for."""
+    if x.ndim != 4 or tuple(x.shape[1:]) != layer.input_shape:
+        raise ValueError(f"{type(layer).__name__} {layer.name!r} was built for inputs "
+                         f"{batch_shape(layer.input_shape)}, got {batch_shape(x.shape[1:])}")
+
+
+# -- the layer ------------------------------------------------------------------------------------
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, as Keras and PyTorch compute it), channels-last.
+
+    ``y[n, i, j, f] = act(b[f] + Σ_{p, q, c} xpad[n, i·sh + p·dh, j·sw + q·dw, c] · K[p, q, c, f])``
+
+    with ``x: (batch, H, W, C)``, ``K: (kh, kw, C, filters)``, ``b: (filters,)`` and
+    ``y: (batch, out_h, out_w, filters)``; ``out_h = ceil(H / sh)`` for ``padding="same"`` and
+    ``(H - (kh - 1)·dh - 1) // sh + 1`` for ``"valid"`` (likewise for the width).
+
+    Forward is one matrix product: the windows are copied into an im2col matrix
+    ``cols: (batch·out_h·out_w, kh·kw·C)`` and ``z = cols · K.reshape(kh·kw·C, filters)``.
+    Backward, with ``g = ∂L/∂z`` as a ``(batch·out_h·out_w, filters)`` matrix:
+    ``∂L/∂K = colsᵀ g``, ``∂L/∂b = Σ_rows g``, and ``∂L/∂x`` scatters ``g Kᵀ`` back onto the
+    pixels each window read (col2im), then drops the padding.
+
+    >>> layer = Conv2D(4, 3, padding="same")
+    >>> layer(np.ones((2, 5, 5, 3), dtype="float32")).shape
+    (2, 5, 5, 4)
+    >>> [w.shape for w in layer.get_weights()]
+    [(3, 3, 3, 4), (4,)]
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1,
+                 activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(filters, bool) or not isinstance(filters, numbers.Integral) or filters < 1:
+            raise ValueError(f"Conv2D filters must be a positive integer, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = normalize_pair(kernel_size, "kernel_size", "Conv2D")
+        self.strides = normalize_pair(strides, "strides", "Conv2D")
+        self.padding = normalize_padding(padding, "Conv2D")
+        self.dilation_rate = normalize_pair(dilation_rate, "dilation_rate", "Conv2D")
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel = self.bias = None
+        self._geo = None
+
+    def _geometry(self, input_shape):
+        return Geometry(self, tuple(input_shape), self.kernel_size, self.strides,
+                        self.dilation_rate, self.padding)
+
+    def build(self, input_shape):
+        geo = self._geo = self._geometry(input_shape)
+        self.kernel = self.add_weight("kernel", (*self.kernel_size, geo.channels, self.filters),
+                                      self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+        if self.activation is not None:
+            self.activation.build_for((*geo.out_hw, self.filters), self.dtype, self._rng)
+        # A 1x1, stride-1, unpadded convolution is a Dense layer on every pixel: the input,
+        # seen as (batch·H·W, C), already is the im2col matrix.
+        self._pointwise = self.kernel_size == (1, 1) and self.strides == (1, 1) and not geo.padded
+
+    def compute_output_shape(self, input_shape):
+        return (*self._geometry(input_shape).out_hw, self.filters)
+
+    def parameters(self):
+        extra = self.activation.parameters() if self.activation is not None else []
+        return list(self._params) + extra
+
+    def states(self):
+        extra = self.activation.states() if self.activation is not None else []
+        return list(self._states) + extra
+
+    def regularized(self):
+        pairs = [(self.kernel, self.kernel_regularizer), (self.bias, self.bias_regularizer)]
+        return [(p, r) for p, r in pairs if p is not None and r is not None]
+
+    def _applies_activation(self):
+        # The model fuses a final softmax/sigmoid into the loss by setting emit_logits.
+        return self.activation is not None and not self.emit_logits
+
+    def forward(self, x, training=False):
+        check_input(self, x)
+        geo = self._geo
+        n, (oh, ow), c = x.shape[0], geo.out_hw, geo.channels
+        rows, depth = n * oh * ow, self.kernel_size[0] * self.kernel_size[1] * c
+        if self._pointwise:
+            cols = x.reshape(rows, c)  # a view when x is contiguous
+        else:
+            xp = geo.pad(self, x, 0)
+            cols = self._workspace("cols", (rows, depth))
+            # One strided copy gathers every window; the row order (n, i, j) and column order
+            # (p, q, c) match K.reshape(kh·kw·C, filters), so BLAS does all the arithmetic.
+            np.copyto(cols.reshape(n, oh, ow, *self.kernel_size, c), geo.windows(xp))
+        self._cols = cols
+        z = self._workspace("z", (rows, self.filters))
+        np.matmul(cols, self.kernel.value.reshape(depth, self.filters), out=z)
+        if self.use_bias:
+            z += self.bias.value
+        z = z.reshape(n, oh, ow, self.filters)
+        if self._applies_activation():
+            return self.activation.forward(z, training)
+        return z
+
+    def backward(self, grad_out):
+        if self._applies_activation():
+            grad_out = self.activation.backward(grad_out)
+        geo = self._geo
+        n, (oh, ow), c = grad_out.shape[0], geo.out_hw, geo.channels
+        (kh, kw), rows = self.kernel_size, n * oh * ow
+        depth = kh * kw * c
+        g = np.ascontiguousarray(grad_out).reshape(rows, self.filters)
+        if self.use_bias:
+            np.add.reduce(g, axis=0, out=self.bias.grad)
+        # Through a small workspace, so that the result lands in grad whatever its strides.
+        dk = self._workspace("grad_kernel", (depth, self.filters))
+        np.matmul(self._cols.T, g, out=dk)
+        self.kernel.grad[...] = dk.reshape(self.kernel.shape)
+        if not self.need_input_grad:
+            return None
+        kmat_t = self.kernel.value.reshape(depth, self.filters).T
+        if self._pointwise:
+            gin = self._workspace("grad_in", (n, *geo.in_hw, c))
+            np.matmul(g, kmat_t, out=gin.reshape(rows, c))
+            return gin
+        dcols = self._workspace("grad_cols", (rows, depth))
+        np.matmul(g, kmat_t, out=dcols)
+        # col2im: kernel entry (p, q) read the strided slice geo.tap(p, q) of the padded input,
+        # so its column block of dcols is added back onto that slice. kh·kw vectorised adds;
+        # pixels covered by several windows (overlap, stride < kernel) sum their contributions.
+        dcols = dcols.reshape(n, oh, ow, kh, kw, c)
+        shape = (n, *geo.padded_hw, c)
+        dxp = self._workspace("grad_padded" if geo.padded else "grad_in", shape)
+        dxp.fill(0)
+        for p, q in geo.offsets():
+            dxp[geo.tap(p, q)] += dcols[:, :, :, p, q]
+        return geo.crop(self, dxp)
+
+    def get_config(self):
+        config = {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            "dilation_rate": list(self.dilation_rate),
+            "activation": activations.activation_spec(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": serialize(self.kernel_initializer),
+            "bias_initializer": serialize(self.bias_initializer),
+        }
+        for key in ("kernel_regularizer", "bias_regularizer"):
+            if getattr(self, key) is not None:
+                config[key] = serialize(getattr(self, key))
+        return config
