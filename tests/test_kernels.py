@@ -108,3 +108,16 @@ def test_compiled_crossentropy_stays_finite_when_a_probability_underflows(sparse
     kernel = kernels.softmax_xent if sparse else kernels.softmax_xent_dense
     value = kernel(z, target, np.empty_like(z), np.empty_like(z))
     assert value == pytest.approx(250.0, rel=1e-6)
+
+
+@needs_numba
+def test_compiled_sgd_is_bit_identical_to_numpy(monkeypatch):
+    p, g = RNG.normal(size=(2, 999)).astype("float32")
+    results = []
+    for path in ("compiled", "numpy"):
+        if path == "numpy":
+            _numpy_path(monkeypatch)
+        q = p.copy()
+        kernels.sgd(q, g, 0.1, np.empty_like(q))
+        results.append(q)
+    np.testing.assert_array_equal(*results)

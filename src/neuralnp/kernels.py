@@ -192,6 +192,12 @@ if numba is not None:
         return total / n
 
 
+    @_jit
+    def _sgd_numba(p, g, lr):
+        for i in range(p.size):
+            p[i] -= g[i] * lr
+
+
 # -- the interface the layers, losses and optimizers call ----------------------------------------
 
 def _compiled(array):
@@ -209,7 +215,9 @@ def activation_code(layer):
 
 def bias_act(z, b, code):
     """``z ← f(z + b)`` in place, ``f`` given by ``code`` (linear, relu, sigmoid, tanh)."""
-    if _compiled(z) and z.ndim == 2:
+    # NumPy's tanh is vectorised (SIMD) and five times faster than a compiled scalar loop over
+    # math.tanh, so sigmoid and tanh keep the NumPy passes.
+    if _compiled(z) and z.ndim == 2 and code <= 1:
         _bias_act_numba(z, b if b is not None else z[0], b is not None, code)
     else:
         _bias_act_numpy(z, b, code)
@@ -260,3 +268,12 @@ def softmax_xent_dense(z, y, probs, grad):
     if _compiled(z):
         return float(_softmax_xent_dense_numba(z, y, probs, grad))
     return None
+
+
+def sgd(p, g, lr, tmp):
+    """``p ← p - lr·g`` in one pass (two NumPy passes without Numba)."""
+    if _compiled(p):
+        _sgd_numba(p, g, p.dtype.type(lr))
+    else:
+        np.multiply(g, lr, out=tmp)
+        p -= tmp

@@ -156,8 +156,7 @@ class SGD(Optimizer):
 
     def _update(self, params, grads, lr):
         if not self.momentum:
-            np.multiply(grads, lr, out=self._tmp)
-            params -= self._tmp
+            kernels.sgd(params, grads, lr, self._tmp)
             return
         buf = self.state["momentum"]
         if self.iterations == 1:
