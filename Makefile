@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-quick clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,17 @@ demo: $(VENV)/.core
 test: $(VENV)/.dev
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.dev
-	$(PY) benchmarks/bench_mlp.py
+$(VENV)/.bench: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	touch $@ $(VENV)/.dev $(VENV)/.core
+
+# Side by side with PyTorch, Keras and scikit-learn; the script unsets OPENBLAS_CORETYPE and
+# OPENBLAS_L2_SIZE for its runs, as on a user's machine, and reports what the shell had.
+bench: $(VENV)/.bench
+	$(PY) benchmarks/bench_mlp.py --wait-quiet 120
+
+bench-quick: $(VENV)/.bench
+	$(PY) benchmarks/bench_mlp.py --quick
 
 clean:
 	rm -rf $(VENV) $(DEMO) build src/*.egg-info .pytest_cache

@@ -7,8 +7,9 @@ initial-weights files and where to write the result. Each run is a fresh process
 framework's imports, thread pools and memory never touch another's; the peak memory is this
 process's ``ru_maxrss`` at the end. Only NumPy and the framework under test are imported.
 
-Each runner returns ``{"epoch_times": [seconds, ...], "accuracy": float or None, "info": {...}}``:
-the wall time of every epoch (the first included; the parent drops it as warm-up).
+Each runner returns ``{"epoch_times": [seconds, ...], "epoch_others_cpu_s": [seconds, ...],
+"accuracy": float or None, "info": {...}}``: the wall time of every epoch (the first included;
+the parent drops it as warm-up) and the CPU time other processes used during each.
 """
 
 import json
@@ -55,22 +56,37 @@ def run_neuralnp(spec, data, weights):
     model.fit(data["x_train"], data["y_train"], epochs=spec["epochs"],
               batch_size=spec["batch_size"], verbose=0, callbacks=[callback])
     _, acc = model.evaluate(data["x_test"], data["y_test"])
-    return {"epoch_times": timer.times, "accuracy": float(acc),
+    return {**timer.results(), "accuracy": float(acc),
             "info": {"version": nn.__version__, "libraries": blas_summary()}}
 
 
 class EpochTimer:
-    """Wall time between a framework's epoch-begin and epoch-end hooks."""
+    """Wall time between a framework's epoch-begin and epoch-end hooks, and how much of the
+    machine other processes took meanwhile.
+
+    The machine's counters are read outside the timed interval (reading /proc/stat costs
+    ~25 µs, a few percent of a tiny epoch). They tick every 10 ms, so one short epoch's count
+    is coarse and may be negative; the parent sums them over the epochs when the epochs are
+    short.
+    """
 
     def __init__(self):
-        self.times = []
-        self._start = None
+        self.times, self.others = [], []
+        self._start = self._counters = None
 
-    def begin(self, epoch, logs=None):
+    def begin(self, epoch=None, logs=None):
+        self._counters = (machine_busy_seconds(), process_cpu_seconds())
         self._start = time.perf_counter()
 
-    def end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
+    def end(self, epoch=None, logs=None):
+        elapsed = time.perf_counter() - self._start
+        machine, own = machine_busy_seconds(), process_cpu_seconds()
+        self.times.append(elapsed)
+        if machine is not None and self._counters[0] is not None:
+            self.others.append(machine - self._counters[0] - (own - self._counters[1]))
+
+    def results(self):
+        return {"epoch_times": self.times, "epoch_others_cpu_s": self.others}
 
 
 # -- PyTorch -----------------------------------------------------------------------------------
@@ -102,10 +118,10 @@ def run_torch(spec, data, weights):
     x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
     n, batch = len(x), spec["batch_size"]
     generator = torch.Generator().manual_seed(0)
-    times = []
+    timer = EpochTimer()
     model.train()
     for _ in range(spec["epochs"]):
-        start = time.perf_counter()
+        timer.begin()
         order = torch.randperm(n, generator=generator)
         for first in range(0, n, batch):
             index = order[first:first + batch]
@@ -113,7 +129,7 @@ def run_torch(spec, data, weights):
             loss = loss_fn(model(x[index]), y[index])
             loss.backward()
             optimizer.step()
-        times.append(time.perf_counter() - start)
+        timer.end()
 
     model.eval()
     with torch.no_grad():
@@ -121,7 +137,7 @@ def run_torch(spec, data, weights):
     config = torch.__config__.show()
     blas = next((part.split("=")[1] for part in config.replace(",", " ").split()
                  if part.startswith("BLAS_INFO=")), "unknown")
-    return {"epoch_times": times, "accuracy": accuracy(predicted, data["y_test"]),
+    return {**timer.results(), "accuracy": accuracy(predicted, data["y_test"]),
             "info": {"version": torch.__version__, "torch_threads": torch.get_num_threads(),
                      "torch_blas": blas, "mkldnn": torch.backends.mkldnn.is_available(),
                      "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -165,7 +181,7 @@ def run_keras(spec, data, weights):
     model.fit(data["x_train"], data["y_train"], batch_size=spec["batch_size"],
               epochs=spec["epochs"], shuffle=True, verbose=0, callbacks=[Timer()])
     probabilities = model.predict(data["x_test"], batch_size=1000, verbose=0)
-    return {"epoch_times": timer.times,
+    return {**timer.results(),
             "accuracy": accuracy(probabilities.argmax(axis=1), data["y_test"]),
             "info": {"version": keras.__version__, "tensorflow": tf.__version__,
                      "backend": keras.backend.backend(),
@@ -211,13 +227,13 @@ def run_sklearn(spec, data, weights):
         intercept[...] = bias
     del clf._optimizer
 
-    times = []
+    timer = EpochTimer()
     for _ in range(spec["epochs"]):
-        start = time.perf_counter()
+        timer.begin()
         clf.partial_fit(x, y)
-        times.append(time.perf_counter() - start)
-    return {"epoch_times": times, "accuracy": accuracy(clf.predict(data["x_test"]),
-                                                       data["y_test"]),
+        timer.end()
+    return {**timer.results(), "accuracy": accuracy(clf.predict(data["x_test"]),
+                                                    data["y_test"]),
             "info": {"version": sklearn.__version__, "coef_dtype": str(clf.coefs_[0].dtype),
                      "outputs": int(clf.n_outputs_), "libraries": blas_summary()}}
 
@@ -238,13 +254,13 @@ def run_matmul(spec, data, weights):
     sizes = [batch] * (n // batch) + ([n % batch] if n % batch else [])
     rng = np.random.default_rng(0)
     buffers = {b: _matmul_buffers(b, kernels, rng) for b in set(sizes)}
-    times = []
+    timer = EpochTimer()
     for _ in range(spec["epochs"]):
-        start = time.perf_counter()
+        timer.begin()
         for b in sizes:
             _matmul_step(kernels, *buffers[b])
-        times.append(time.perf_counter() - start)
-    return {"epoch_times": times, "accuracy": None, "info": {"libraries": blas_summary()}}
+        timer.end()
+    return {**timer.results(), "accuracy": None, "info": {"libraries": blas_summary()}}
 
 
 def _matmul_buffers(batch, kernels, rng):
@@ -324,18 +340,16 @@ def main(spec_path):
                 result.update(status="not installed", error=f"{type(e).__name__}: {e}")
                 return _write(spec, result)
         data, weights = (None, None) if framework == "sgemm-peak" else load_inputs(spec)
-        before, machine = scheduler_times(), machine_busy_seconds()
+        before = (scheduler_times(), process_cpu_seconds(), machine_busy_seconds())
         start = time.perf_counter()
         result.update(RUNNERS[framework](spec, data, weights))
         wall = time.perf_counter() - start
-        result.update(contention(before, scheduler_times(), machine, machine_busy_seconds(),
-                                 wall))
+        after = (scheduler_times(), process_cpu_seconds(), machine_busy_seconds())
+        result.update(contention(before, after, wall))
     except Exception as e:  # reported in the table, with the traceback in the JSON
         result.update(status="failed", error=f"{type(e).__name__}: {e}",
                       traceback=traceback.format_exc())
-    result.update(memory_peaks())
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    result.update(memory_peaks(), cpu_seconds=process_cpu_seconds())
     return _write(spec, result)
 
 
@@ -369,26 +383,35 @@ def machine_busy_seconds():
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def contention(before, after, machine_before, machine_after, wall):
+def process_cpu_seconds():
+    """User + system CPU time of this process, threads that have ended included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def contention(before, after, wall):
     """Whether the training shared the machine, measured two ways.
 
     ``others_cpu_fraction``: the CPU time the rest of the machine used during the training (all
     busy time less this process's threads'), as a fraction of all the CPUs' time. ~0 on a quiet
-    machine; a few percent or more means the timing is disturbed.
+    machine; a few percent or more means the timing is disturbed. (Steal time, when the
+    hypervisor gives this VM's CPU to another, counts as others' too.)
 
     ``runqueue_wait_fraction``: the time this process's threads were ready to run but had no
     CPU, summed over threads, over the wall time (can pass 1). Other processes cause it, and so
     do a framework's own surplus threads (more busy threads than CPUs), so it is kept for the
     record, not used as the noise signal.
     """
-    if not after:
-        return {}
-    on_cpu = sum(a[0] - before.get(t, (0, 0))[0] for t, a in after.items())
-    waiting = sum(a[1] - before.get(t, (0, 0))[1] for t, a in after.items())
-    result = {"train_wall_s": wall, "train_cpu_s": on_cpu, "runqueue_wait_s": waiting,
-              "runqueue_wait_fraction": waiting / wall if wall > 0 else None}
+    threads_before, own_before, machine_before = before
+    threads_after, own_after, machine_after = after
+    own = own_after - own_before
+    result = {"train_wall_s": wall, "train_cpu_s": own}
+    if threads_after and wall > 0:
+        # Threads that ended during the training are missing here; fine for a record.
+        waiting = sum(a[1] - threads_before.get(t, (0, 0))[1] for t, a in threads_after.items())
+        result.update(runqueue_wait_s=waiting, runqueue_wait_fraction=waiting / wall)
     if machine_before is not None and machine_after is not None and wall > 0:
-        others = max(0.0, machine_after - machine_before - on_cpu)
+        others = max(0.0, machine_after - machine_before - own)
         result["others_cpu_fraction"] = others / (wall * os.cpu_count())
     return result
 

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,15 +103,24 @@ def _split_commas(names):
 
 # -- environment -------------------------------------------------------------------------------
 
-def cpu_model():
+def cpu_details():
+    """The CPU's name, family/model numbers (a VM often shows only "AMD EPYC"; family 25 model 1
+    is then Zen 3) and the vector extensions that decide which BLAS kernels can run."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the first CPU is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name") or platform.processor() or "unknown",
+            "family": fields.get("cpu family"), "model_number": fields.get("model"),
+            "simd": [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16",
+                                 "amx_tile") if f in flags]}
 
 
 def package_version(*names):
@@ -137,8 +147,10 @@ def git_state():
 def environment(args):
     """Everything that decides the numbers, recorded before the runs."""
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    cpu = cpu_details()
     return {
-        "cpu": cpu_model(),
+        "cpu": cpu["model"],
+        "cpu_details": cpu,
         "cpu_count": os.cpu_count(),
         "cpus_usable": affinity,
         "machine": platform.machine(),
@@ -252,14 +264,35 @@ def summarise_run(result, cfg, n_train):
     if result["status"] != "ok" or not times:
         return result
     timed = times[1:] if len(times) > 1 else times  # one epoch: nothing to drop, say so later
-    timed = sorted(timed)
-    median = timed[len(timed) // 2] if len(timed) % 2 else sum(timed[len(timed) // 2 - 1:
-                                                                     len(timed) // 2 + 1]) / 2
+    median = statistics.median(timed)
     steps = math.ceil(n_train / cfg.batch_size)
-    result.update(median_s=median, min_s=timed[0], max_s=timed[-1], warmup_s=times[0],
+    result.update(median_s=median, min_s=min(timed), max_s=max(timed), warmup_s=times[0],
                   epochs_timed=len(timed), steps_per_epoch=steps,
-                  us_per_step=median / steps * 1e6, samples_per_s=n_train / median)
+                  us_per_step=median / steps * 1e6, samples_per_s=n_train / median,
+                  others_cpu_median_epoch=others_share(times, result.get("epoch_others_cpu_s")))
     return result
+
+
+TICK_SAFE_EPOCH_S = 0.2  # /proc/stat counts in 10 ms ticks: ±5% on an epoch this long
+TICK_SAFE_TOTAL_S = 0.5  # and ±2% on all the timed epochs together
+
+
+def others_share(times, others_s):
+    """The share of the CPUs other processes used in the timed epochs (warm-up dropped).
+
+    With long epochs: the median epoch's share, to go with the median time (a neighbour that
+    ran during one epoch of five disturbs neither). With epochs too short for 10 ms ticks: the
+    share over all the timed epochs together; None when even that is too short to tell."""
+    if not others_s or len(others_s) != len(times):
+        return None
+    if len(times) > 1:
+        times, others_s = times[1:], others_s[1:]
+    cpus = os.cpu_count() or 1
+    if statistics.median(times) >= TICK_SAFE_EPOCH_S:
+        return statistics.median(max(0.0, o) / (t * cpus) for o, t in zip(others_s, times))
+    if sum(times) < TICK_SAFE_TOTAL_S:
+        return None
+    return max(0.0, sum(others_s)) / (sum(times) * cpus)
 
 
 DISTURBED = 0.05  # other processes' share of the CPUs above which a run counts as disturbed
@@ -299,7 +332,7 @@ def run_all(args, configs, inputs, workdir, env, log):
 def all_disturbed(runs):
     """True when every successful run shared the machine with other jobs."""
     ok = [r for r in runs if r["status"] == "ok"]
-    return bool(ok) and all((r.get("others_cpu_fraction") or 0) > DISTURBED for r in ok)
+    return bool(ok) and all((r.get("others_cpu_median_epoch") or 0) > DISTURBED for r in ok)
 
 
 def run_once(cfg, fw, run, args, inputs, workdir, env, log):
@@ -326,8 +359,8 @@ def progress_line(count, cfg, fw, which, r):
     if r["status"] != "ok":
         return f"{head}  {r['status']}: {r.get('error', '')}"
     acc = "" if r.get("accuracy") is None else f"  acc {r['accuracy']:.4f}"
-    others = r.get("others_cpu_fraction")
-    wait = "" if others is None else f", others used {100 * others:.0f}% of the CPUs"
+    others = r.get("others_cpu_median_epoch")
+    wait = "" if others is None else f", others took {100 * others:.0f}% of the CPUs"
     return (f"{head}  {format_time(r, cfg)}{acc}  {r['peak_mb']:.0f} MB"
             f"  ({r['process_seconds']:.1f} s in all, load {r['load_average_before']:.1f}{wait})")
 
@@ -401,6 +434,17 @@ def _percent(fraction):
     return "-" if fraction is None else f"{100 * fraction:.0f}%"
 
 
+def config_header(cfg, info, epochs, approx_flops, exact_flops):
+    """The lines above a configuration's table: what was trained, on what, how it was timed."""
+    timed = f"median of {epochs - 1}" if epochs > 1 else "ONE epoch, warm-up included"
+    steps = math.ceil(info["n_train"] / cfg.batch_size)
+    return [f"## {cfg.name}: {cfg.description}",
+            f"{info['data_note']}; {info['n_train']} training samples, {epochs} epochs ({timed}), "
+            f"{steps} steps per epoch; {exact_flops / 1e6:.3g} MFLOP per sample in the matrix "
+            f"products (6 × weights would say {approx_flops / 1e6:.3g})",
+            *cfg.notes]
+
+
 def config_table(cfg, frameworks, best, derived):
     unit = "µs/step" if cfg.per_step else "s/epoch"
     header = ["framework", unit, "samples/s", "vs PyTorch", "× floor", "test acc", "peak MB",
@@ -420,7 +464,7 @@ def config_table(cfg, frameworks, best, derived):
             fw, time_cell, f"{r['samples_per_s']:,.0f}", _fmt(d["vs_torch"], ".2f"),
             _fmt(d["x_floor"], ".2f"), _fmt(r.get("accuracy"), ".4f"), f"{r['peak_mb']:.0f}",
             _fmt(None if d["fraction_of_peak"] is None else 100 * d["fraction_of_peak"], ".1f"),
-            _percent(r.get("repeat_spread")), _percent(r.get("others_cpu_fraction")),
+            _percent(r.get("repeat_spread")), _percent(r.get("others_cpu_median_epoch")),
         ])
     return markdown_table(header, rows)
 
@@ -445,8 +489,10 @@ def summary_table(configs, frameworks, best, derived_by_config):
 def environment_lines(env, peak):
     v = env["versions"]
     lines = [
-        f"CPU: {env['cpu']} ({env['cpu_count']} logical CPUs, {env['cpus_usable']} usable), "
-        f"{env['os']}, Python {env['python']}",
+        f"CPU: {env['cpu']} (family {env['cpu_details']['family']} model "
+        f"{env['cpu_details']['model_number']}, {' '.join(env['cpu_details']['simd'])}), "
+        f"{env['cpu_count']} logical CPUs, {env['cpus_usable']} usable; {env['os']}, "
+        f"Python {env['python']}",
         "versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) +
         "".join(f"; {k} not installed" for k, val in v.items() if not val),
         "OpenBLAS variables: " + ", ".join(
@@ -514,16 +560,15 @@ def noise_warnings(env, best, results, peaks):
               if r and r.get("repeat_spread") is not None and r["repeat_spread"] > 0.10]
     for (cfg, fw), s in spread:
         notes.append(f"{fw} on {cfg}: its runs differ by {100 * s:.0f}% (best kept)")
-    busy = [(k, r["others_cpu_fraction"]) for k, r in best.items()
-            if r and (r.get("others_cpu_fraction") or 0) > 0.05]
+    busy = [(k, r["others_cpu_median_epoch"]) for k, r in best.items()
+            if r and (r.get("others_cpu_median_epoch") or 0) > DISTURBED]
     for (cfg, fw), share in busy:
-        notes.append(f"{fw} on {cfg}: other processes used {100 * share:.0f}% of the CPUs during "
-                     "its best run: that time is disturbed")
-    for p in peaks:
-        if p and (p.get("others_cpu_fraction") or 0) > DISTURBED:
-            notes.append(f"other processes used {100 * p['others_cpu_fraction']:.0f}% of the CPUs "
-                         "while the sgemm rate was measured: the % of sgemm column is too high")
-            break
+        notes.append(f"{fw} on {cfg}: other processes used {100 * share:.0f}% of the CPUs in the "
+                     "median epoch of its best run: that time is disturbed")
+    used = max((p for p in peaks if p), key=lambda p: p["gflops_best"], default=None)
+    if used and (used.get("others_cpu_fraction") or 0) > DISTURBED:
+        notes.append(f"other processes used {100 * used['others_cpu_fraction']:.0f}% of the CPUs "
+                     "while the sgemm rate was measured: the % of sgemm column is too high")
     changed = [fw for fw, digests in source_changes(best, results).items() if len(digests) > 1]
     if changed:
         notes.append("src/ changed between the runs of neuralnp (someone edited it): its runs "
@@ -580,19 +625,15 @@ def main(argv=None):
         derived, approx, exact = derived_columns(best, cfg, args.frameworks, peak_gflops,
                                                  inputs[cfg.name]["n_inputs"])
         derived_by_config[cfg.name] = derived
-        info = inputs[cfg.name]
-        epochs = epochs_for(cfg, args)
-        out += ["", f"## {cfg.name}: {cfg.description}",
-                f"{info['data_note']}; {info['n_train']} training samples, {epochs} epochs "
-                f"({'median of ' + str(epochs - 1) if epochs > 1 else 'ONE epoch, warm-up included'}),"
-                f" {math.ceil(info['n_train'] / cfg.batch_size)} steps per epoch; "
-                f"{exact / 1e6:.3g} MFLOP per sample in the matrix products (6 × weights "
-                f"would say {approx / 1e6:.3g})", *cfg.notes, "",
-                config_table(cfg, args.frameworks, best, derived)]
+        out += ["", *config_header(cfg, inputs[cfg.name], epochs_for(cfg, args), approx, exact),
+                "", config_table(cfg, args.frameworks, best, derived)]
     if len(configs) > 1:
         out += ["", "## summary (time, and PyTorch's time / this one)", "",
                 summary_table(configs, args.frameworks, best, derived_by_config)]
     notes = noise_warnings(env, best, results, peaks)
+    if args.quick:
+        notes.insert(0, "--quick: one or two short epochs timed on a few samples, so these "
+                        "numbers test the harness; they are not measurements")
     if notes:
         out += ["", "noise:"] + [f"  - {n}" for n in notes]
     print("\n".join(out))

@@ -28,7 +28,7 @@ def build(seed=0):
     ], seed=seed)
 
 
-def main(folder=None, epochs=3, seed=0):
+def main(folder=None, epochs=5, seed=0):
     folder = folder or (None if os.environ.get("NEURALNP_DATA") else DEFAULT)
     (x_train, y_train), (x_test, y_test) = nn.datasets.mnist(folder, download=False)
     x_train = x_train.reshape(-1, 28, 28, 1).astype("float32") / 255
@@ -48,4 +48,4 @@ def main(folder=None, epochs=3, seed=0):
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else None,
-         int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+         int(sys.argv[2]) if len(sys.argv) > 2 else 5)

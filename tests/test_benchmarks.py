@@ -49,12 +49,34 @@ def test_flops_count_every_product_but_the_first_input_gradient():
     assert exact == approx - 2 * 784 * 100
 
 
+def test_random_data_stands_in_for_missing_mnist(tmp_path, monkeypatch):
+    monkeypatch.delenv("NEURALNP_DATA", raising=False)
+    monkeypatch.setattr(configs, "DEFAULT_MNIST", tmp_path)
+    arrays, note = configs.load_mnist(max_train=10, max_test=5)
+    assert "RANDOM" in note and "first 10 training" in note
+    assert arrays["x_train"].shape == (10, 784) and arrays["x_train"].dtype == np.float32
+    assert arrays["y_test"].shape == (5,) and arrays["y_test"].dtype == np.int64
+
+
 def test_median_drops_the_warm_up_epoch():
     cfg = configs.CONFIGS["nielsen"]
     run = bench.summarise_run({"status": "ok", "epoch_times": [9.0, 1.0, 3.0, 2.0, 4.0]},
                               cfg, n_train=1000)
     assert run["median_s"] == 2.5 and run["warmup_s"] == 9.0 and run["epochs_timed"] == 4
     assert run["steps_per_epoch"] == 10 and run["samples_per_s"] == 400
+
+
+def test_others_share_uses_the_median_epoch_or_the_sum_of_short_ones():
+    cpus = bench.os.cpu_count()
+    # Long epochs: one disturbed epoch of five does not count, as for the median time.
+    long = bench.others_share([9, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 5 * cpus])
+    assert long == 0
+    # Short epochs: 10 ms ticks make single epochs meaningless, so they are summed.
+    epochs = [1] + [0.01] * 100
+    assert bench.others_share(epochs, [0] + [0.01, -0.01] * 50) == 0
+    assert bench.others_share(epochs, [0] + [0.01, 0.0] * 50) == pytest.approx(0.5 / cpus)
+    # Too little time in all to count 10 ms ticks: no verdict.
+    assert bench.others_share([1, 0.005, 0.005], [0, 0.01, 0.0]) is None
 
 
 def test_matmul_floor_products_have_the_right_shapes():
