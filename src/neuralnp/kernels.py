@@ -142,21 +142,28 @@ if numba is not None:
                 vi = vmax[i]
             p[i] -= mi / (math.sqrt(vi) / bc2_sqrt + eps) * step_size
 
+    @_jit
+    def _exp_row(z, i, probs):
+        """``probs[i] ← exp(z[i] - max z[i])``; returns ``(max, Σ)`` for the row."""
+        k = z.shape[1]
+        top = z[i, 0]
+        for j in range(1, k):
+            if z[i, j] > top:
+                top = z[i, j]
+        s = z.dtype.type(0.0)
+        for j in range(k):
+            e = math.exp(z[i, j] - top)
+            probs[i, j] = e
+            s += e
+        return top, s
+
     @_jit_serial
     def _softmax_xent_numba(z, labels, probs, grad):
         n, k = z.shape
         inv_n = z.dtype.type(1.0) / n
         total = 0.0
         for i in range(n):
-            top = z[i, 0]
-            for j in range(1, k):
-                if z[i, j] > top:
-                    top = z[i, j]
-            s = z.dtype.type(0.0)
-            for j in range(k):
-                e = math.exp(z[i, j] - top)
-                probs[i, j] = e
-                s += e
+            top, s = _exp_row(z, i, probs)
             # log p = z - max - log Σ: finite even when p itself underflows to 0
             total -= z[i, labels[i]] - top - math.log(s)
             for j in range(k):
@@ -165,23 +172,15 @@ if numba is not None:
             grad[i, labels[i]] -= inv_n
         return total / n
 
-
     @_jit_serial
     def _softmax_xent_dense_numba(z, y, probs, grad):
         n, k = z.shape
         inv_n = z.dtype.type(1.0) / n
         total = 0.0
         for i in range(n):
-            top = z[i, 0]
-            for j in range(1, k):
-                if z[i, j] > top:
-                    top = z[i, j]
-            s = z.dtype.type(0.0)
+            top, s = _exp_row(z, i, probs)
             ysum = z.dtype.type(0.0)
             for j in range(k):
-                e = math.exp(z[i, j] - top)
-                probs[i, j] = e
-                s += e
                 ysum += y[i, j]
             log_s = math.log(s)
             for j in range(k):

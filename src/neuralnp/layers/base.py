@@ -159,3 +159,23 @@ def _default_name(class_name):
     _counters[snake] = _counters.get(snake, 0) + 1
     count = _counters[snake]
     return snake if count == 1 else f"{snake}_{count - 1}"
+
+
+class WeightedLayer(Layer):
+    """A layer with ``kernel``, optional ``bias`` and an optional activation layer inside it
+    (Dense, Conv2D): the activation's parameters and states come after its own, and the kernel
+    and bias regularizers apply to them."""
+
+    kernel = bias = activation = kernel_regularizer = bias_regularizer = None
+
+    def parameters(self):
+        extra = self.activation.parameters() if self.activation is not None else []
+        return list(self._params) + extra
+
+    def states(self):
+        extra = self.activation.states() if self.activation is not None else []
+        return list(self._states) + extra
+
+    def regularized(self):
+        pairs = [(self.kernel, self.kernel_regularizer), (self.bias, self.bias_regularizer)]
+        return [(p, r) for p, r in pairs if p is not None and r is not None]

@@ -21,7 +21,7 @@ import numpy as np
 from .. import initializers, regularizers
 from .._registry import serialize
 from . import activations
-from .base import Layer
+from .base import WeightedLayer
 
 PADDINGS = ("valid", "same")
 
@@ -168,7 +168,7 @@ def check_input(layer, x):
 # -- the layer ------------------------------------------------------------------------------------
 
 
-class Conv2D(Layer):
+class Conv2D(WeightedLayer):
     """2-D convolution (cross-correlation, as Keras and PyTorch compute it), channels-last.
 
     ``y[n, i, j, f] = act(b[f] + Σ_{p, q, c} xpad[n, i·sh + p·dh, j·sw + q·dw, c] · K[p, q, c, f])``
@@ -229,18 +229,6 @@ class Conv2D(Layer):
 
     def compute_output_shape(self, input_shape):
         return (*self._geometry(input_shape).out_hw, self.filters)
-
-    def parameters(self):
-        extra = self.activation.parameters() if self.activation is not None else []
-        return list(self._params) + extra
-
-    def states(self):
-        extra = self.activation.states() if self.activation is not None else []
-        return list(self._states) + extra
-
-    def regularized(self):
-        pairs = [(self.kernel, self.kernel_regularizer), (self.bias, self.bias_regularizer)]
-        return [(p, r) for p, r in pairs if p is not None and r is not None]
 
     def _applies_activation(self):
         # The model fuses a final softmax/sigmoid into the loss by setting emit_logits.

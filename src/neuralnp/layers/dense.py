@@ -3,12 +3,12 @@
 from .. import initializers, kernels, regularizers
 from .._registry import serialize
 from . import activations
-from .base import Layer
+from .base import WeightedLayer
 
 import numpy as np
 
 
-class Dense(Layer):
+class Dense(WeightedLayer):
     """``y = f(x W + b)`` with ``x: (batch, inputs)``, ``W: (inputs, units)``, ``b: (units,)``.
 
     Backward, with ``g = ∂L/∂z`` after the activation's own backward:
@@ -57,18 +57,6 @@ class Dense(Layer):
 
     def compute_output_shape(self, input_shape):
         return (self.units,)
-
-    def parameters(self):
-        extra = self.activation.parameters() if self.activation is not None else []
-        return list(self._params) + extra
-
-    def regularized(self):
-        pairs = [(self.kernel, self.kernel_regularizer), (self.bias, self.bias_regularizer)]
-        return [(p, r) for p, r in pairs if p is not None and r is not None]
-
-    def states(self):
-        extra = self.activation.states() if self.activation is not None else []
-        return list(self._states) + extra
 
     def _buffers(self, n):
         """The output, pre-activation-gradient and input-gradient workspaces for batch size n,
