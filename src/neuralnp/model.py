@@ -209,7 +209,8 @@ class Sequential:
         ``validation_split`` the last fraction of the samples (before shuffling) is held out,
         as Keras does. ``class_weight`` (``{class: weight}``) multiplies each training sample's
         loss by its class's weight (and by ``sample_weight`` when given too); the training
-        metrics are weighted the same way, validation is not (as in Keras). Returns a :class:`~neuralnp.callbacks.History`.
+        metrics are weighted the same way, validation is not (as in Keras). Returns a
+        :class:`~neuralnp.callbacks.History`.
         """
         self._require_compiled("fit")
         epochs = int(epochs)
@@ -246,7 +247,8 @@ class Sequential:
         # Each shuffled batch is gathered into one preallocated buffer: it stays in cache for the
         # matrix products, and no epoch-sized copy of the data is ever made.
         size = min(batch_size, n)
-        xbuf, ybuf = np.empty((size,) + x.shape[1:], x.dtype), np.empty((size,) + y.shape[1:], y.dtype)
+        xbuf = np.empty((size,) + x.shape[1:], x.dtype)
+        ybuf = np.empty((size,) + y.shape[1:], y.dtype)
         wbuf = None if w is None else np.empty(size, w.dtype)
         cbs.set_params({"epochs": epochs, "steps": math.ceil(n / batch_size), "samples": n,
                         "batch_size": batch_size})
