@@ -345,7 +345,7 @@ class RichProgress(Callback):
         self.console = console
 
     def on_train_begin(self, logs=None):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+        from rich.progress import (BarColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),

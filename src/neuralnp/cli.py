@@ -186,7 +186,7 @@ def _try_plot(what, draw):
 
 def cmd_split(args):
     from .preprocessing import train_test_split
-    from .tabular import read_csv, write_csv
+    from .tabular import read_csv
 
     if not 0.0 < args.train < 1.0:
         raise ValueError(f"--train must be a fraction between 0 and 1, got {args.train}")

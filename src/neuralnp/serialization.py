@@ -7,7 +7,6 @@ model. The weights file holds every parameter (``layers.<i>/<param name>``), the
 of the model's random generator, so that ``fit`` after ``load_model`` continues exactly.
 """
 
-import io
 import json
 import os
 import shutil

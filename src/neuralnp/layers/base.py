@@ -179,3 +179,15 @@ class WeightedLayer(Layer):
     def regularized(self):
         pairs = [(self.kernel, self.kernel_regularizer), (self.bias, self.bias_regularizer)]
         return [(p, r) for p, r in pairs if p is not None and r is not None]
+
+    def get_config(self):
+        from .._registry import serialize
+        from .activations import activation_spec  # activations.py imports this module
+        config = {**super().get_config(),
+                  "activation": activation_spec(self.activation), "use_bias": self.use_bias,
+                  "kernel_initializer": serialize(self.kernel_initializer),
+                  "bias_initializer": serialize(self.bias_initializer)}
+        for key in ("kernel_regularizer", "bias_regularizer"):
+            if getattr(self, key) is not None:
+                config[key] = serialize(getattr(self, key))
+        return config

@@ -19,7 +19,6 @@ import numbers
 import numpy as np
 
 from .. import initializers, regularizers
-from .._registry import serialize
 from . import activations
 from .base import WeightedLayer
 
@@ -292,19 +291,11 @@ class Conv2D(WeightedLayer):
         return geo.crop(self, dxp)
 
     def get_config(self):
-        config = {
+        return {
             **super().get_config(),
             "filters": self.filters,
             "kernel_size": list(self.kernel_size),
             "strides": list(self.strides),
             "padding": self.padding,
             "dilation_rate": list(self.dilation_rate),
-            "activation": activations.activation_spec(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": serialize(self.kernel_initializer),
-            "bias_initializer": serialize(self.bias_initializer),
         }
-        for key in ("kernel_regularizer", "bias_regularizer"):
-            if getattr(self, key) is not None:
-                config[key] = serialize(getattr(self, key))
-        return config

@@ -1,7 +1,6 @@
 """The fully connected layer."""
 
 from .. import initializers, kernels, regularizers
-from .._registry import serialize
 from . import activations
 from .base import WeightedLayer
 
@@ -106,17 +105,7 @@ class Dense(WeightedLayer):
         return np.matmul(grad_out, self.kernel.value.T, out=self._gin)
 
     def get_config(self):
-        config = {
-            **super().get_config(),
-            "units": self.units,
-            "activation": activations.activation_spec(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": serialize(self.kernel_initializer),
-            "bias_initializer": serialize(self.bias_initializer),
-        }
-        for key in ("kernel_regularizer", "bias_regularizer"):
-            if getattr(self, key) is not None:
-                config[key] = serialize(getattr(self, key))
+        config = {**super().get_config(), "units": self.units}
         if self.input_dim is not None:
             config["input_dim"] = self.input_dim
         return config
