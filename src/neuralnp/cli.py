@@ -186,7 +186,7 @@ def _try_plot(what, draw):
 
 def cmd_split(args):
     from .preprocessing import train_test_split
-    from .tabular import read_csv
+    from .tabular import read_csv, write_csv
 
     if not 0.0 < args.train < 1.0:
         raise ValueError(f"--train must be a fraction between 0 and 1, got {args.train}")
@@ -200,22 +200,9 @@ def cmd_split(args):
     out = Path(args.out)
     names = table.names if table.has_header else None
     for name, part in (("train.csv", np.sort(train)), ("valid.csv", np.sort(valid))):
-        _write_rows(out / name, names, [table.rows[i] for i in part])
+        write_csv(out / name, names, [table.rows[i] for i in part])  # None: no header
         _say(f"{out / name}: {len(part)} rows")
     return 0
-
-
-def _write_rows(path, names, rows):
-    from .tabular import write_csv
-    if names is None:  # keep a headerless file headerless
-        import csv
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(rows)
-        os.replace(tmp, path)
-    else:
-        write_csv(path, names, rows)
 
 
 # -- train ----------------------------------------------------------------------------------------

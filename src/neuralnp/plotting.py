@@ -17,9 +17,10 @@ Every function writes its PNG atomically (a temporary file in the same folder, t
 
 import math
 import os
-import uuid
 
 import numpy as np
+
+from ._files import atomic_write
 
 __all__ = ["learning_curves", "confusion_matrix", "network_diagram", "model_layers"]
 
@@ -66,24 +67,9 @@ def _new_figure(figsize, dpi, layout=None):
 def _save_png(fig, path, dpi):
     """Write ``fig`` to ``path`` atomically and return the path as a string."""
     path = os.fspath(path)
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    # The temporary file sits beside the target (os.replace is atomic only within a file system)
-    # and is created with open(..., "xb") rather than tempfile.mkstemp, so that the PNG gets the
-    # usual umask permissions instead of mkstemp's private 0600.
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            fig.savefig(f, format="png", dpi=dpi, facecolor="white")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=dpi, facecolor="white")
     return path
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_write
+
 FORMAT = "neuralnp-model"
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -61,18 +63,9 @@ def save_model(model, path):
     weights = save_tensors(_tensors(model), metadata={"format": FORMAT})
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".zip":
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
-                    zf.writestr(CONFIG_NAME, config)
-                    zf.writestr(WEIGHTS_NAME, weights)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(CONFIG_NAME, config)
+            zf.writestr(WEIGHTS_NAME, weights)
         return
     if path.exists() and not (path / CONFIG_NAME).is_file() and any(path.iterdir()):
         raise FileExistsError(f"{path} exists and is not a neuralnp model folder; choose another "

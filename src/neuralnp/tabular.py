@@ -22,6 +22,8 @@ from collections import Counter
 
 import numpy as np
 
+from ._files import atomic_write
+
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
 MAX_CLASSES_FOR_NUMBERS = 20
 
@@ -117,21 +119,14 @@ def _unique_names(cells):
 
 
 def write_csv(path, names, rows):
-    """Write rows atomically: a temporary file beside ``path``, renamed into place."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
+    """Write rows atomically (see :func:`neuralnp._files.atomic_write`), with a header row of
+    ``names`` unless ``names`` is None."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        if names is not None:
             writer.writerow(names)
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        writer.writerows(rows)
 
 
 # -- features -------------------------------------------------------------------------------------

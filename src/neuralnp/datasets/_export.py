@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import NamedTuple
 
+from .._files import atomic_write
 from ._tabular import _read_bytes, digits, xor
 
 
@@ -147,13 +147,6 @@ def export(name: str, path, overwrite: bool = False) -> Path:
             f"{target} already exists; pass overwrite=True to replace it, or choose another path"
         )
     data = _export_bytes(name)
-    # A unique hidden name in the same folder: os.replace is only atomic within one file system.
-    tmp = folder / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(target) as f:
+        f.write(data)
     return target
