@@ -190,7 +190,6 @@ if numba is not None:
                 grad[i, j] = (probs[i, j] * ysum - y[i, j]) * inv_n
         return total / n
 
-
     @_jit
     def _sgd_numba(p, g, lr):
         for i in range(p.size):

@@ -285,21 +285,6 @@ class Adam(Optimizer):
         self.amsgrad = bool(amsgrad)
         self.slots = ("m", "v", "v_max") if self.amsgrad else ("m", "v")
 
-    def _moments(self, grads):
-        """Update both moments in place; return the second moment the step divides by."""
-        m, v, tmp = self.state["m"], self.state["v"], self._tmp
-        m *= self.beta_1
-        np.multiply(grads, 1.0 - self.beta_1, out=tmp)
-        m += tmp
-        v *= self.beta_2
-        np.multiply(grads, grads, out=tmp)
-        tmp *= 1.0 - self.beta_2
-        v += tmp
-        if self.amsgrad:
-            np.maximum(self.state["v_max"], v, out=self.state["v_max"])
-            return self.state["v_max"]
-        return v
-
     def _update(self, params, grads, lr):
         t = self.iterations
         # One fused pass over the flat buffer when Numba is installed (kernels.py).
@@ -347,6 +332,22 @@ class Nadam(Adam):
     def build(self, buffer):
         super().build(buffer)
         self._denom = np.empty_like(buffer.values)
+
+    def _moments(self, grads):
+        """Adam's moment updates in place (the fused Adam kernel does the same inside its one
+        pass); returns the second moment the step divides by."""
+        m, v, tmp = self.state["m"], self.state["v"], self._tmp
+        m *= self.beta_1
+        np.multiply(grads, 1.0 - self.beta_1, out=tmp)
+        m += tmp
+        v *= self.beta_2
+        np.multiply(grads, grads, out=tmp)
+        tmp *= 1.0 - self.beta_2
+        v += tmp
+        if self.amsgrad:
+            np.maximum(self.state["v_max"], v, out=self.state["v_max"])
+            return self.state["v_max"]
+        return v
 
     def _mu(self, t):
         return self.beta_1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))

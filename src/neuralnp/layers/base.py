@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from .. import initializers
+from .. import initializers, regularizers
 from .._registry import Configurable
 from ..backend import resolve_dtype
 from ..parameters import Parameter
@@ -166,7 +166,19 @@ class WeightedLayer(Layer):
     (Dense, Conv2D): the activation's parameters and states come after its own, and the kernel
     and bias regularizers apply to them."""
 
-    kernel = bias = activation = kernel_regularizer = bias_regularizer = None
+    kernel = bias = None
+
+    def __init__(self, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 **kwargs):
+        from . import activations  # activations.py imports this module
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
 
     def parameters(self):
         extra = self.activation.parameters() if self.activation is not None else []

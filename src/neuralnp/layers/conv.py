@@ -18,8 +18,6 @@ import numbers
 
 import numpy as np
 
-from .. import initializers, regularizers
-from . import activations
 from .base import WeightedLayer
 
 PADDINGS = ("valid", "same")
@@ -193,7 +191,10 @@ class Conv2D(WeightedLayer):
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                         kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                         **kwargs)
         if isinstance(filters, bool) or not isinstance(filters, numbers.Integral) or filters < 1:
             raise ValueError(f"Conv2D filters must be a positive integer, got {filters!r}")
         self.filters = int(filters)
@@ -201,13 +202,6 @@ class Conv2D(WeightedLayer):
         self.strides = normalize_pair(strides, "strides", "Conv2D")
         self.padding = normalize_padding(padding, "Conv2D")
         self.dilation_rate = normalize_pair(dilation_rate, "dilation_rate", "Conv2D")
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel = self.bias = None
         self._geo = None
 
     def _geometry(self, input_shape):

@@ -1,7 +1,6 @@
 """The fully connected layer."""
 
-from .. import initializers, kernels, regularizers
-from . import activations
+from .. import kernels
 from .base import WeightedLayer
 
 import numpy as np
@@ -21,18 +20,14 @@ class Dense(WeightedLayer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  input_dim=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                         kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                         **kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         self.units = int(units)
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
         self.input_dim = None if input_dim is None else int(input_dim)
-        self.kernel = self.bias = None
 
     def build(self, input_shape):
         if len(input_shape) != 1:
