@@ -1,5 +1,7 @@
 """The fused kernels: the compiled (Numba) path against the NumPy path and the layers' formulas."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -121,3 +123,18 @@ def test_compiled_sgd_is_bit_identical_to_numpy(monkeypatch):
         kernels.sgd(q, g, 0.1, np.empty_like(q))
         results.append(q)
     np.testing.assert_array_equal(*results)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sigmoid_kernel_saturates_without_warnings_and_keeps_tiny_values_precise(dtype):
+    z = np.array([[-1000.0, -80.0, -30.0, 0.0, 30.0, 1000.0]], dtype=dtype)
+    out = z.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning would fail here
+        kernels.bias_act(out, None, CODES["sigmoid"])
+    exact = 1.0 / (1.0 + np.exp(-z.astype(np.longdouble)))
+    assert out[0, 0] == 0.0 and out[0, -1] == 1.0
+    # σ(-30) ≈ 9.4e-14: the relative error stays at rounding level, where ½(1 + tanh(z/2))
+    # would round to 0
+    np.testing.assert_allclose(out[0, 1:-1], exact[0, 1:-1].astype(dtype),
+                               rtol=4 * np.finfo(dtype).eps, atol=0)
