@@ -1,4 +1,5 @@
-"""The ``neuralnp`` command: split a CSV file, train on it, predict, evaluate, look at the model.
+"""The ``neuralnp`` command: split a CSV file, train on it, predict, evaluate, look at the model,
+export it to ONNX.
 
 Every subcommand checks its input and ends a failure with one line on stderr and exit status 2
 (set ``NEURALNP_DEBUG=1`` for the traceback). The preprocessing that ``train`` decides (column
@@ -103,6 +104,15 @@ def build_parser():
     p.add_argument("model")
     p.add_argument("--out", help="folder for the pictures (default: the model folder)")
     p.set_defaults(run=cmd_plot)
+
+    from .onnx import DEFAULT_OPSET
+    p = sub.add_parser("export", help="write a model as an ONNX file (for onnxruntime)",
+                       epilog=_example("neuralnp export model model.onnx --opset 17"))
+    p.add_argument("model", help="a model folder or .zip saved by neuralnp")
+    p.add_argument("out", metavar="FILE.onnx", help="the ONNX file to write")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX operator set version (default {DEFAULT_OPSET})")
+    p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("datasets", help="list the data sets shipped with neuralnp, or export one",
                        epilog=_example("""
@@ -443,6 +453,21 @@ def cmd_plot(args):
     out.mkdir(parents=True, exist_ok=True)
     _say(f"learning curves: {learning_curves(meta['history'], out / 'learning_curves.png')}")
     _say(f"network: {network_diagram(model_layers(model), out / 'network.png')}")
+    return 0
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+def cmd_export(args):
+    import neuralnp as nn
+    from .onnx import export
+    model = nn.load_model(args.model, compile=False)
+    export(model, args.out, opset=args.opset)
+    shape = ", ".join(["batch", *map(str, model.input_shape)])
+    # The graph holds the network only: train's CSV preprocessing stays in the model folder.
+    note = ("; it takes the encoded numeric features, not raw CSV rows: the preprocessing saved "
+            "with the model is not part of the graph" if model.metadata.get("cli") else "")
+    _say(f"{args.out}: ONNX opset {args.opset}, input 'input' ({shape}) {model.dtype.name}{note}")
     return 0
 
 
