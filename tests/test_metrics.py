@@ -559,3 +559,35 @@ def test_fit_with_softmax_and_r2_regression():
     ss_tot = np.sum((yr - yr.mean()) ** 2)
     assert reg.evaluate(xr, yr, return_dict=True)["r2"] == pytest.approx(1 - ss_res / ss_tot,
                                                                           rel=1e-5)
+
+
+# -- merging accumulators (what a distributed fit does with every rank's) ------------------------
+
+@pytest.mark.parametrize("make, kind", [
+    (metrics.SparseCategoricalAccuracy, "classes"), (metrics.BinaryAccuracy, "binary"),
+    (metrics.MeanAbsoluteError, "regression"), (metrics.Precision, "classes"),
+    (metrics.Recall, "binary"), (metrics.F1Score, "classes"), (metrics.AUC, "classes"),
+    (metrics.AUC, "binary"), (metrics.R2Score, "regression"),
+])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_merged_states_equal_one_metric_fed_every_batch(make, kind, weighted):
+    rng = np.random.default_rng(0)
+    n = 60
+    if kind == "classes":
+        y, p = rng.integers(0, 3, n), rng.dirichlet(np.ones(3), n)
+    elif kind == "binary":
+        y, p = rng.integers(0, 2, (n, 1)).astype(float), rng.random((n, 1))
+    else:
+        y = rng.normal(size=(n, 2))
+        p = y + rng.normal(scale=0.5, size=(n, 2))
+    w = rng.uniform(0.1, 2.0, n) if weighted else None
+    whole, parts = make(), [make(), make(), make()]
+    # Two copies take the 6 batches in turn; the third sees none, like a rank's empty shard.
+    for b, rows in enumerate(np.array_split(np.arange(n), 6)):
+        wb = None if w is None else w[rows]
+        whole.update(y[rows], p[rows], wb)
+        parts[b % 2].update(y[rows], p[rows], wb)
+    merged = make()
+    for part in parts:
+        merged.merge_state(part.state())
+    assert merged.result() == pytest.approx(whole.result(), **APPROX)

@@ -17,10 +17,15 @@ _HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "r2")
 
 class Callback:
     """Base class; override the hooks you need. ``fit`` sets ``self.model`` and ``self.params``
-    (``epochs``, ``steps`` per epoch, ``samples``, ``batch_size``)."""
+    (``epochs``, ``steps`` per epoch, ``samples``, ``batch_size``).
+
+    ``only_chief = True`` marks a callback that prints or writes files: a distributed fit
+    (:mod:`neuralnp.distributed`) runs it on rank 0 only.
+    """
 
     model = None
     params = None
+    only_chief = False
 
     def set_model(self, model):
         self.model = model
@@ -86,6 +91,8 @@ class History(Callback):
 
 class ProgbarLogger(Callback):
     """Prints one line per epoch: ``Epoch 3/10 - 0.41s - loss: 0.1234 - val_loss: ...``."""
+
+    only_chief = True
 
     def __init__(self, epochs, stream=None):
         self.epochs = epochs
@@ -210,6 +217,8 @@ class ModelCheckpoint(_Monitor):
     names (``"ckpt-{epoch:02d}-{val_loss:.3f}.zip"``); with ``save_best_only`` only when
     ``monitor`` improved. Saves are atomic (see :func:`neuralnp.serialization.save_model`)."""
 
+    only_chief = True
+
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  mode="auto", min_delta=0.0):
         super().__init__(monitor, mode, min_delta)
@@ -291,6 +300,8 @@ class LearningRateScheduler(Callback):
 class CSVLogger(Callback):
     """Append one row per epoch (``epoch`` and every log) to a CSV file."""
 
+    only_chief = True
+
     def __init__(self, filename, separator=",", append=False):
         self.filename, self.separator, self.append = Path(filename), separator, bool(append)
 
@@ -335,6 +346,8 @@ class RichProgress(Callback):
 
     The time left assumes every epoch runs, so early stopping finishes sooner than it says.
     """
+
+    only_chief = True
 
     def __init__(self, console=None):
         try:

@@ -79,6 +79,9 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="model", metavar="MODEL", help="model folder (default model)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI, run as: mpirun -n K neuralnp train ... "
+                        "--distributed (needs neuralnp[mpi]); rank 0 prints and saves")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("predict", help="predict the rows of a CSV file", epilog=_example("""
@@ -137,8 +140,21 @@ def main(argv=None):
         if os.environ.get("NEURALNP_DEBUG"):
             raise
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        if getattr(args, "distributed", False):
+            _abort_job(exc, message)
         print(f"neuralnp: error: {' '.join(message.split())}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _abort_job(exc, message):
+    """Under --distributed, a rank that fails outside fit ends the whole job: the other ranks
+    may be waiting in a collective that this one will never join."""
+    if "mpi4py.MPI" not in sys.modules:  # MPI never started: no other rank can be waiting
+        return
+    from .distributed import MPIStrategy
+    strategy = MPIStrategy(abort_on_exception=False)
+    if strategy.size > 1:
+        strategy.abort(f"{type(exc).__name__}: {' '.join(message.split())}", code=EXIT_USAGE)
 
 
 # -- output helpers -------------------------------------------------------------------------------
@@ -247,9 +263,23 @@ def _output_and_loss(task, n_outputs, loss):
     return n_outputs, None, loss
 
 
+def _strategy(args):
+    """The MPIStrategy of --distributed, or None. Only rank 0 speaks: every other rank sends
+    its standard output to /dev/null for the rest of the command."""
+    if not args.distributed:
+        return None
+    from .distributed import MPIStrategy
+    strategy = MPIStrategy()
+    if not strategy.is_chief:
+        sys.stdout = open(os.devnull, "w")
+    return strategy
+
+
 def cmd_train(args):
     import neuralnp as nn
     from .tabular import TableEncoder, TargetEncoder, read_csv
+
+    strategy = _strategy(args)
 
     for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
         if value < 1:
@@ -312,7 +342,10 @@ def cmd_train(args):
     _say(f"training {x_train.shape[1]}-{'-'.join(map(str, args.layers))}-{units} "
          f"({target_encoder.task}, {loss}) on {len(x_train)} rows, validating on {len(x_valid)}")
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                        validation_data=(x_valid, y_valid), callbacks=callbacks, verbose=verbose)
+                        validation_data=(x_valid, y_valid), callbacks=callbacks, verbose=verbose,
+                        distributed=strategy)
+    if strategy is not None and not strategy.is_chief:
+        return 0  # rank 0 scores, saves, prints and plots the model every rank holds
 
     scores = {"train": model.evaluate(x_train, y_train, return_dict=True),
               "validation": model.evaluate(x_valid, y_valid, return_dict=True)}

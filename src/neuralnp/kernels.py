@@ -212,12 +212,18 @@ def activation_code(layer):
     return None
 
 
+def _unused_row(a):
+    """A stand-in for an absent bias: the kernel never reads it, but Numba wants an array of a
+    row's type, and a batch of 0 rows (a distributed fit's empty shard) has no row 0."""
+    return a[0] if len(a) else a.reshape(-1)
+
+
 def bias_act(z, b, code):
     """``z ← f(z + b)`` in place, ``f`` given by ``code`` (linear, relu, sigmoid, tanh)."""
     # NumPy's exp and tanh are vectorised (SIMD) and several times faster than a compiled scalar
     # loop over math.exp or math.tanh, so sigmoid and tanh keep the NumPy passes.
     if _compiled(z) and z.ndim == 2 and code <= 1:
-        _bias_act_numba(z, b if b is not None else z[0], b is not None, code)
+        _bias_act_numba(z, b if b is not None else _unused_row(z), b is not None, code)
     else:
         _bias_act_numpy(z, b, code)
 
@@ -229,7 +235,7 @@ def act_grad(g, y, code, out, bias_grad=None):
     dz = g if code == 0 else out
     if _compiled(g) and g.ndim == 2:
         has_bias = bias_grad is not None
-        _act_grad_numba(g, y, code, out, bias_grad if has_bias else g[0], has_bias)
+        _act_grad_numba(g, y, code, out, bias_grad if has_bias else _unused_row(g), has_bias)
         return dz
     _act_grad_numpy(g, y, code, out)
     if bias_grad is not None:

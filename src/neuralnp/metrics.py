@@ -40,6 +40,18 @@ class Metric(Configurable):
             self._total += float(np.sum(values * w))
             self._count += float(np.sum(w))
 
+    def state(self):
+        """The accumulators as plain values: what a distributed fit gathers from every rank.
+        A metric that keeps other accumulators overrides this and :meth:`merge_state`."""
+        return self._total, self._count
+
+    def merge_state(self, state):
+        """Add the accumulators of another copy of this metric, fed other samples (its
+        :meth:`state`), as if this one had seen those samples too."""
+        total, count = state
+        self._total += total
+        self._count += count
+
 
 class BinaryAccuracy(Metric):
     """Share of samples whose ``ŷ > threshold`` agrees with ``y`` (averaged over outputs)."""
@@ -207,6 +219,26 @@ class _ClassCounts(Metric):
                 self._tp += w @ (true & pred)
         self._seen += n
 
+    def state(self):
+        return self._mode, self._tp, self._pred, self._true, self._seen
+
+    def merge_state(self, state):
+        mode, tp, pred, true, seen = state
+        if mode is None:
+            return
+        if self._mode is None:
+            self._mode = mode
+            self._tp, self._pred, self._true = (np.array(a, dtype=np.float64)
+                                                for a in (tp, pred, true))
+        elif self._mode != mode:
+            raise ValueError(f"{self.name}: cannot merge counts of {mode[1]} columns into "
+                             f"counts of {self._mode[1]}")
+        else:
+            self._tp += tp
+            self._pred += pred
+            self._true += true
+        self._seen += seen
+
     def result(self):
         if not self._seen:
             return float("nan")
@@ -330,6 +362,21 @@ class AUC(Metric):
         self._targets.append(np.array(targets, copy=True))
         self._weights.append(w)
 
+    def state(self):
+        return self._mode, self._scores, self._targets, self._weights
+
+    def merge_state(self, state):
+        mode, scores, targets, weights = state
+        if mode is None:
+            return
+        if self._mode is None:
+            self._mode = mode
+        elif self._mode != mode:
+            raise ValueError(f"{self.name}: cannot merge scores of another shape")
+        self._scores += scores
+        self._targets += targets
+        self._weights += weights
+
     def result(self):
         if not self._scores:
             return float("nan")
@@ -399,6 +446,32 @@ class R2Score(Metric):
         delta = mean_b - self._mean
         self._mean += delta * (wb / total)
         self._m2 += m2_b + delta * delta * (self._w * wb / total)
+        self._w = total
+
+    def state(self):
+        return self._n, self._w, self._mean, self._m2, self._res
+
+    def merge_state(self, state):
+        n, w, mean, m2, res = state
+        if mean is None:
+            return
+        if self._mean is None:
+            self._n, self._w = n, w
+            self._mean, self._m2, self._res = (np.array(a, dtype=np.float64)
+                                               for a in (mean, m2, res))
+            return
+        if len(mean) != len(self._mean):
+            raise ValueError(f"{self.name}: cannot merge {len(mean)} columns into "
+                             f"{len(self._mean)}")
+        self._n += n
+        self._res += res
+        if not w > 0:
+            return
+        # The same merge of (weight, mean, centred sum of squares) as update's, with Chan's formula.
+        total = self._w + w
+        delta = mean - self._mean
+        self._mean += delta * (w / total)
+        self._m2 += m2 + delta * delta * (self._w * w / total)
         self._w = total
 
     def result(self):

@@ -202,7 +202,7 @@ class Sequential:
 
     def fit(self, x, y, epochs=1, batch_size=32, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None,
-            class_weight=None):
+            class_weight=None, distributed=None):
         """Train for ``epochs`` passes over ``(x, y)`` in shuffled mini-batches.
 
         ``y`` may be integer labels or one-hot rows for the categorical losses. With
@@ -211,7 +211,27 @@ class Sequential:
         loss by its class's weight (and by ``sample_weight`` when given too); the training
         metrics are weighted the same way, validation is not (as in Keras). Returns a
         :class:`~neuralnp.callbacks.History`.
+
+        ``distributed=True`` (or a :class:`~neuralnp.distributed.MPIStrategy`), on every rank of
+        ``mpirun -n K``, trains data-parallel: each rank runs its shard of every global batch of
+        ``batch_size`` rows, and the training is one process's up to rounding (see
+        :mod:`neuralnp.distributed`).
         """
+        args = (x, y, epochs, batch_size, verbose, callbacks, validation_split, validation_data,
+                shuffle, initial_epoch, sample_weight, class_weight)
+        if distributed is None or distributed is False:
+            return self._fit(*args)
+        from .distributed import MPIStrategy
+        if distributed is True:
+            distributed = MPIStrategy()
+        elif not isinstance(distributed, MPIStrategy):
+            raise TypeError(f"distributed must be True, False or an MPIStrategy, got "
+                            f"{type(distributed).__name__}")
+        with distributed.training(self):
+            return self._fit(*args, strategy=distributed)
+
+    def _fit(self, x, y, epochs, batch_size, verbose, callbacks, validation_split,
+             validation_data, shuffle, initial_epoch, sample_weight, class_weight, strategy=None):
         self._require_compiled("fit")
         epochs = int(epochs)
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -237,10 +257,16 @@ class Sequential:
             validation = (x[cut:], y[cut:])
             x, y = x[:cut], y[:cut]
             w = None if w is None else w[:cut]
+        if strategy is not None:
+            strategy.prepare(self, (x, y, w), validation, batch_size=batch_size, epochs=epochs,
+                             initial_epoch=initial_epoch, shuffle=bool(shuffle))
 
         history = History()
         extra = [ProgbarLogger(epochs)] if verbose else []
-        cbs = CallbackList([history, *(callbacks or []), *extra], self)
+        cbs = [history, *(callbacks or []), *extra]
+        if strategy is not None and not strategy.is_chief:
+            cbs = [cb for cb in cbs if not cb.only_chief]  # rank 0 prints and writes
+        cbs = CallbackList(cbs, self)
         self.history = history
         self.stop_training = False
         n = len(x)
@@ -262,14 +288,18 @@ class Sequential:
             total = 0.0
             for batch, start in enumerate(range(0, n, batch_size)):
                 stop = min(start + batch_size, n)
+                lo, hi = (start, stop) if strategy is None else strategy.begin_step(start, stop)
                 if order is None:
-                    xb, yb, wb = x[start:stop], y[start:stop], None if w is None else w[start:stop]
+                    xb, yb, wb = x[lo:hi], y[lo:hi], None if w is None else w[lo:hi]
                 else:
-                    rows = order[start:stop]
-                    xb = x.take(rows, axis=0, out=xbuf[:stop - start])
-                    yb = y.take(rows, axis=0, out=ybuf[:stop - start])
-                    wb = None if w is None else w.take(rows, out=wbuf[:stop - start])
-                loss = self._train_step(xb, yb, wb)
+                    rows = order[lo:hi]
+                    xb = x.take(rows, axis=0, out=xbuf[:hi - lo])
+                    yb = y.take(rows, axis=0, out=ybuf[:hi - lo])
+                    wb = None if w is None else w.take(rows, out=wbuf[:hi - lo])
+                if strategy is None:
+                    loss = self._train_step(xb, yb, wb)
+                else:
+                    loss = self._train_step_sharded(xb, yb, wb, strategy)
                 if not math.isfinite(loss):
                     self._diverged(loss, cbs)
                     break
@@ -277,9 +307,12 @@ class Sequential:
                 cbs.on_batch_end(batch, {"loss": loss})
             if self.stop_training and not math.isfinite(loss):
                 break
+            if strategy is not None:
+                strategy.merge_metrics(self._metrics)
             logs = {"loss": total / n, **{m.name: m.result() for m in self._metrics}}
             if validation is not None:
-                val = self._evaluate_arrays(*validation, batch_size=max(batch_size, 256))
+                val = self._evaluate_arrays(*validation, batch_size=max(batch_size, 256),
+                                            strategy=strategy)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -310,6 +343,41 @@ class Sequential:
         probs = self._train_loss.probabilities if self._metrics_from_loss else out
         for m in self._metrics:
             m.update(yb, probs, wb)
+        return loss
+
+    def _train_step_sharded(self, xb, yb, wb, strategy):
+        """:meth:`_train_step` on this rank's shard of a global batch; returns the global
+        batch's loss, the same on every rank.
+
+        The loss is a mean over the shard, so its gradient is scaled by shard rows / global rows:
+        every layer then sees its part of the global batch's gradient, and one sum over the ranks
+        of the flat gradient buffer is the global gradient. An empty shard (a last batch with
+        fewer rows than ranks) adds nothing but still joins every collective.
+        """
+        count, lo, hi = strategy.batch
+        rows = hi - lo
+        out = self._forward(xb, training=True)
+        strategy.start_loss_sum(self._train_loss.forward(out, yb, wb) * rows if rows else 0.0)
+        if rows:
+            grad = self._train_loss.backward()
+            grad *= rows / count
+        else:
+            grad = np.zeros_like(out)
+        for layer in reversed(self._run_layers):
+            grad = layer.backward(grad)
+        strategy.allreduce_gradients(self.buffer.grads)
+        loss = strategy.loss_sum() / count
+        if self._regularized:
+            loss += self._penalty()  # the same weights on every rank: added once, after the sum
+        if not math.isfinite(loss):
+            return loss
+        for param, regularizer in self._regularized:
+            regularizer.add_gradient(param.value, param.grad)
+        self.optimizer.step()
+        if rows:
+            probs = self._train_loss.probabilities if self._metrics_from_loss else out
+            for m in self._metrics:
+                m.update(yb, probs, wb)
         return loss
 
     def _sample_weights(self, sample_weight, n):
@@ -387,7 +455,11 @@ class Sequential:
             return logs
         return logs["loss"] if len(logs) == 1 else list(logs.values())
 
-    def _evaluate_arrays(self, x, y, batch_size, w=None):
+    def _evaluate_arrays(self, x, y, batch_size, w=None, strategy=None):
+        n = len(x)
+        if strategy is not None:  # each rank scores its slice; the sums are added up below
+            lo, hi = strategy.shard(n)
+            x, y, w = x[lo:hi], y[lo:hi], None if w is None else w[lo:hi]
         for m in self._metrics:
             m.reset()
         total = 0.0
@@ -399,7 +471,10 @@ class Sequential:
             probs = self._train_loss.probabilities if self._metrics_from_loss else out
             for m in self._metrics:
                 m.update(y[start:stop], probs, wb)
-        loss = total / len(x) + self._penalty()  # Keras reports the penalty in the loss too
+        if strategy is not None:
+            total = strategy.sum(total)
+            strategy.merge_metrics(self._metrics)
+        loss = total / n + self._penalty()  # Keras reports the penalty in the loss too
         return {"loss": loss, **{m.name: m.result() for m in self._metrics}}
 
     # -- weights and description ----------------------------------------------------------------

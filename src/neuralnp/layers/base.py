@@ -23,6 +23,10 @@ class Layer(Configurable):
     copy them if you keep them.
     """
 
+    # The MPIStrategy of a distributed fit, set for its duration: layers that mix the samples of
+    # a batch (Dropout's mask, BatchNormalization's statistics) read the global batch from it.
+    strategy = None
+
     def __init__(self, name=None, dtype=None):
         self.name = name or _default_name(type(self).__name__)
         self._dtype_arg = None if dtype is None else resolve_dtype(dtype).name

@@ -20,6 +20,10 @@ class Dropout(Layer):
     input's size and 1 shares one draw along that axis, e.g. ``(None, 1, 1, C)`` drops whole
     channels of a ``(N, H, W, C)`` input. Any input shape; the output has the input's shape.
 
+    In a distributed fit (:mod:`neuralnp.distributed`) every rank draws the mask of the whole
+    global batch from the same stream and keeps its own shard's rows, so the masks, and the
+    generator's state afterwards, are those of one process training on the global batch.
+
     >>> layer = Dropout(0.5, seed=0)
     >>> x = np.ones((2, 4), dtype="float32")
     >>> layer(x) is x  # inference (training=False): identity
@@ -90,7 +94,12 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self._mask = None
             return x
-        self._mask = self._draw_mask(self._mask_shape(x.shape))
+        if self.strategy is None:
+            self._mask = self._draw_mask(self._mask_shape(x.shape))
+        else:
+            count, lo, hi = self.strategy.batch
+            mask = self._draw_mask(self._mask_shape((count,) + x.shape[1:]))
+            self._mask = mask[lo:hi] if mask.shape[0] == count else mask  # else shared: (1, ...)
         y = self._workspace("y", x.shape)
         # x·m is exact (m is 0 or 1), so y is x/(1 - rate) up to one rounding wherever kept.
         np.multiply(x, self._mask, out=y)

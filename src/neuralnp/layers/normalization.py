@@ -127,6 +127,13 @@ class BatchNormalization(_Normalization):
     ``∂L/∂γ = Σ g·x̂``, ``∂L/∂β = Σ g``; in training (μ_B and var_B depend on x)
     ``∂L/∂x = (1/n)·γ/σ·(n·g - Σ g - x̂·Σ g·x̂)``; at inference (constant statistics)
     ``∂L/∂x = g·γ/σ``.
+
+    In a distributed fit (:mod:`neuralnp.distributed`) the statistics are synchronised (as
+    PyTorch's ``SyncBatchNorm``): ``μ_B`` and ``var_B`` are those of the global batch, from sums
+    added up across the ranks (two small ``Allreduce`` calls, the same two-pass formula), and
+    backward sums ``Σ g`` and ``Σ g·x̂`` over the global batch (one more). Every rank then
+    normalizes, and updates the moving statistics, exactly as one process would on the global
+    batch; the price is three latency-bound collectives per layer and step.
     """
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
@@ -157,12 +164,15 @@ class BatchNormalization(_Normalization):
         self._training = bool(training)
         xhat = self._workspace("xhat", x.shape)
         if self._training:
-            n = x.size // math.prod(x.shape[a] for a in self._axes)
-            mean = np.mean(x, axis=self._reduce, keepdims=True)
+            if self.strategy is None:
+                n = x.size // math.prod(x.shape[a] for a in self._axes)
+            else:  # the entries per feature of the global batch
+                n = self.strategy.batch[0] * math.prod(x.shape[a] for a in self._reduce[1:])
+            mean = self._batch_mean(x, n)
             np.subtract(x, mean, out=xhat)
             sq = self._workspace("sq", x.shape)
             np.multiply(xhat, xhat, out=sq)
-            var = np.mean(sq, axis=self._reduce, keepdims=True)  # biased: normalizes the batch
+            var = self._batch_mean(sq, n)  # biased: normalizes the batch
             self._inv_std = 1.0 / np.sqrt(var + self.epsilon)
             xhat *= self._inv_std
             self._n = n
@@ -185,6 +195,15 @@ class BatchNormalization(_Normalization):
         self._xhat = xhat
         return self._affine(xhat, self._workspace("y", x.shape))
 
+    def _batch_mean(self, a, n):
+        """The mean of ``a`` over the reduced axes (``n`` entries per feature): of this batch,
+        or in a distributed fit of the global batch, from every rank's sums."""
+        if self.strategy is None:
+            return np.mean(a, axis=self._reduce, keepdims=True)
+        total = np.sum(a, axis=self._reduce, keepdims=True)
+        self.strategy.allreduce_sum(total)
+        return total / n
+
     def backward(self, grad_out):
         xhat = self._xhat
         sum_g, sum_gx = self._affine_grads(grad_out, xhat, self._reduce)
@@ -202,6 +221,12 @@ class BatchNormalization(_Normalization):
             sum_g = np.sum(grad_out, axis=self._reduce, keepdims=True)
         if sum_gx is None:
             sum_gx = np.sum(grad_out * xhat, axis=self._reduce, keepdims=True)
+        if self.strategy is not None:
+            # The global batch's sums for the input gradient. γ's and β's gradients keep this
+            # rank's part: the model's one Allreduce of the flat buffer adds those up.
+            both = np.stack([sum_g, sum_gx])
+            self.strategy.allreduce_sum(both)
+            sum_g, sum_gx = both
         np.multiply(xhat, sum_gx / n, out=grad_in)
         np.subtract(grad_out, grad_in, out=grad_in)
         grad_in -= sum_g / n
