@@ -97,6 +97,12 @@ class Dense(WeightedLayer):
         np.matmul(self._x.T, grad_out, out=self.kernel.grad)
         if not self.need_input_grad:
             return None
+        if self.units == 1:
+            # An inner dimension of 1 is NumPy matmul's slow case (200 × 1 times 1 × 100: 30-57
+            # µs on this project's machine); this broadcast product gives the same numbers (each
+            # entry is one product) 3-4 times faster. Every binary classifier and single-output
+            # regressor ends in one unit.
+            return np.multiply(grad_out, self.kernel.value[:, 0], out=self._gin)
         return np.matmul(grad_out, self.kernel.value.T, out=self._gin)
 
     def get_config(self):
