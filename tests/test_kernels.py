@@ -138,3 +138,35 @@ def test_sigmoid_kernel_saturates_without_warnings_and_keeps_tiny_values_precise
     # would round to 0
     np.testing.assert_allclose(out[0, 1:-1], exact[0, 1:-1].astype(dtype),
                                rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+@needs_numba
+@pytest.mark.parametrize("columns", [1, 3])
+def test_compiled_sigmoid_cross_entropy_matches_the_loss_formulas(columns):
+    z = (RNG.normal(size=(33, columns)) * 8).astype("float32")
+    z[0, 0], z[1, 0] = 120.0, -120.0  # saturated logits stay finite
+    y = RNG.integers(0, 2, size=z.shape).astype("float32")
+    y[2, 0] = 0.3  # soft targets are allowed
+    probs, grad = np.empty_like(z), np.empty_like(z)
+    value = kernels.sigmoid_xent(z, y, probs, grad)
+    reference = nn.losses.BinaryCrossentropy(from_logits=True)
+    expected = nn.losses.Loss.forward(reference, z.astype("float64"), y.astype("float64"))
+    np.testing.assert_allclose(value, expected, rtol=1e-6)
+    np.testing.assert_allclose(grad, reference.backward(), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(probs, reference.probabilities, rtol=1e-5, atol=1e-9)
+
+
+@needs_numba
+def test_binary_training_with_and_without_the_compiled_kernels_agrees(monkeypatch):
+    x, y = nn.datasets.breast_cancer()
+    x = nn.preprocessing.StandardScaler().fit_transform(x)
+
+    def train():
+        model = nn.Sequential([nn.Dense(8, activation="relu"), nn.Dense(1, activation="sigmoid")],
+                              seed=0)
+        model.compile(loss="binary_crossentropy", optimizer=nn.Adam(1e-2), metrics=["accuracy"])
+        return model.fit(x, y, epochs=5, batch_size=32, verbose=0).history["loss"]
+
+    compiled = train()
+    _numpy_path(monkeypatch)
+    np.testing.assert_allclose(train(), compiled, rtol=1e-4)

@@ -191,6 +191,22 @@ if numba is not None:
                 grad[i, j] = (probs[i, j] * ysum - y[i, j]) * inv_n
         return total / n
 
+    @_jit_serial
+    def _sigmoid_xent_numba(z, y, probs, grad):
+        n, k = z.shape
+        one = z.dtype.type(1.0)
+        scale = one / (n * k)
+        total = 0.0
+        for i in range(n):
+            for j in range(k):
+                t = z[i, j]
+                e = math.exp(-abs(t))  # ≤ 1: neither σ nor the log-term can overflow
+                p = one / (one + e) if t >= 0 else e / (one + e)
+                total += (t if t > 0 else 0.0) - t * y[i, j] + math.log1p(e)
+                probs[i, j] = p
+                grad[i, j] = (p - y[i, j]) * scale
+        return total / (n * k)
+
     @_jit
     def _sgd_numba(p, g, lr):
         for i in range(p.size):
@@ -272,6 +288,15 @@ def softmax_xent_dense(z, y, probs, grad):
     ``grad = (p·Σy - y)/N``."""
     if _compiled(z):
         return float(_softmax_xent_dense_numba(z, y, probs, grad))
+    return None
+
+
+def sigmoid_xent(z, y, probs, grad):
+    """Mean binary cross-entropy of the logits ``z`` ``(N, K)`` against targets ``y`` in
+    [0, 1]; writes ``σ(z)`` into ``probs`` and ``(σ(z) - y)/(N·K)`` into ``grad``. The NumPy
+    path returns None: the loss then runs its own formulas."""
+    if _compiled(z) and y.dtype == z.dtype:
+        return float(_sigmoid_xent_numba(z, y, probs, grad))
     return None
 
 

@@ -99,29 +99,9 @@ class Huber(Loss):
         return {**super().get_config(), "delta": self.delta}
 
 
-class BinaryCrossentropy(Loss):
-    """``ℓ = -mean_j [y log p + (1 - y) log(1 - p)]``, ``p = σ(z)`` when ``from_logits``.
-
-    From logits: ``ℓ = max(z, 0) - z·y + log(1 + e^-|z|)`` and ``∂ℓ/∂z = (σ(z) - y)/d``.
-    From probabilities, ``p`` is clipped to ``[ε, 1 - ε]``: ``∂ℓ/∂p = (p - y) / (p(1 - p)) / d``.
-    """
-
-    name = "binary_crossentropy"
-
-    def _compute(self, y_pred, y_true):
-        n, d = len(y_pred), _features(y_pred)
-        if self.from_logits:
-            z = y_pred
-            per = np.maximum(z, 0) - z * y_true + np.log1p(np.exp(-np.abs(z)))
-            self.probabilities = sigmoid(z)
-            return np.mean(per.reshape(n, -1), axis=1), (self.probabilities - y_true) / d
-        p = np.clip(y_pred, EPSILON, 1 - EPSILON)
-        per = -(y_true * np.log(p) + (1 - y_true) * np.log1p(-p))
-        return np.mean(per.reshape(n, -1), axis=1), (p - y_true) / (p * (1 - p)) / d
-
-
-class _FusedSoftmax:
-    """Softmax + cross-entropy from logits in one compiled pass (kernels.py), when it can."""
+class _FusedLogits:
+    """Softmax (or sigmoid) + cross-entropy from logits in one compiled pass (kernels.py), when
+    it can."""
 
     def forward(self, y_pred, y_true, sample_weight=None):
         if self.from_logits and sample_weight is None and y_pred.ndim == 2:
@@ -136,7 +116,29 @@ class _FusedSoftmax:
         return super().forward(y_pred, y_true, sample_weight)
 
 
-class CategoricalCrossentropy(_FusedSoftmax, Loss):
+class BinaryCrossentropy(_FusedLogits, Loss):
+    """``ℓ = -mean_j [y log p + (1 - y) log(1 - p)]``, ``p = σ(z)`` when ``from_logits``.
+
+    From logits: ``ℓ = max(z, 0) - z·y + log(1 + e^-|z|)`` and ``∂ℓ/∂z = (σ(z) - y)/d``.
+    From probabilities, ``p`` is clipped to ``[ε, 1 - ε]``: ``∂ℓ/∂p = (p - y) / (p(1 - p)) / d``.
+    """
+
+    name = "binary_crossentropy"
+    _kernel = staticmethod(kernels.sigmoid_xent)
+
+    def _compute(self, y_pred, y_true):
+        n, d = len(y_pred), _features(y_pred)
+        if self.from_logits:
+            z = y_pred
+            per = np.maximum(z, 0) - z * y_true + np.log1p(np.exp(-np.abs(z)))
+            self.probabilities = sigmoid(z)
+            return np.mean(per.reshape(n, -1), axis=1), (self.probabilities - y_true) / d
+        p = np.clip(y_pred, EPSILON, 1 - EPSILON)
+        per = -(y_true * np.log(p) + (1 - y_true) * np.log1p(-p))
+        return np.mean(per.reshape(n, -1), axis=1), (p - y_true) / (p * (1 - p)) / d
+
+
+class CategoricalCrossentropy(_FusedLogits, Loss):
     """``ℓ = -Σ_k y_k log p_k`` with one-hot (or soft) targets ``y``; ``p = softmax(z)`` from logits.
 
     From logits: ``log p = z - logsumexp(z)`` and ``∂ℓ/∂z = p·Σ_k y_k - y`` (``p - y`` for one-hot).
@@ -156,7 +158,7 @@ class CategoricalCrossentropy(_FusedSoftmax, Loss):
         return -np.sum(y_true * np.log(p), axis=-1), -y_true / p
 
 
-class SparseCategoricalCrossentropy(_FusedSoftmax, Loss):
+class SparseCategoricalCrossentropy(_FusedLogits, Loss):
     """Categorical cross-entropy with integer labels ``y ∈ {0..K-1}`` of shape ``(N,)``:
     ``ℓ = -log p_y``; from logits ``∂ℓ/∂z = p - onehot(y)``."""
 
