@@ -212,6 +212,32 @@ def test_a_fitted_estimator_exports_its_model_(tmp_path):
         nn_onnx.export(Fitted(None), tmp_path / "m.onnx")
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+def test_neuralnp_sklearn_estimators_export_their_network(kind, tmp_path):
+    pytest.importorskip("sklearn")
+    from neuralnp.sklearn import MLPClassifier, MLPRegressor
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(60, 5)).astype("float32")
+    if kind == "regression":
+        estimator = MLPRegressor(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+        y = x @ rng.normal(size=5)
+    else:
+        estimator = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0,
+                                  batch_norm=True, dropout=0.1)
+        y = (x[:, 0] > 0).astype(int) + (kind == "multiclass") * (x[:, 1] > 0)
+    estimator.fit(x, y)
+    nn_onnx.export(estimator, tmp_path / "e.onnx")
+    got = _session(tmp_path / "e.onnx").run(None, {"input": x})[0]
+    if kind == "regression":
+        expected = estimator.predict(x).reshape(-1, 1)
+    else:
+        expected = estimator.predict_proba(x)
+        if kind == "binary":  # one sigmoid column: P(class 1)
+            expected = expected[:, 1:]
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+
+
 def test_the_docstring_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = doctest.testmod(nn_onnx)
