@@ -292,10 +292,13 @@ class Sequential:
                 if order is None:
                     xb, yb, wb = x[lo:hi], y[lo:hi], None if w is None else w[lo:hi]
                 else:
+                    # mode="clip": the rows of a permutation are in range, and the default
+                    # mode="raise" gathers into a temporary and copies it to `out` (half the
+                    # time of a 100-row MNIST batch)
                     rows = order[lo:hi]
-                    xb = x.take(rows, axis=0, out=xbuf[:hi - lo])
-                    yb = y.take(rows, axis=0, out=ybuf[:hi - lo])
-                    wb = None if w is None else w.take(rows, out=wbuf[:hi - lo])
+                    xb = x.take(rows, axis=0, out=xbuf[:hi - lo], mode="clip")
+                    yb = y.take(rows, axis=0, out=ybuf[:hi - lo], mode="clip")
+                    wb = None if w is None else w.take(rows, out=wbuf[:hi - lo], mode="clip")
                 if strategy is None:
                     loss = self._train_step(xb, yb, wb)
                 else:
