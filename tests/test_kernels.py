@@ -170,3 +170,20 @@ def test_binary_training_with_and_without_the_compiled_kernels_agrees(monkeypatc
     compiled = train()
     _numpy_path(monkeypatch)
     np.testing.assert_allclose(train(), compiled, rtol=1e-4)
+
+
+@needs_numba
+def test_compiled_sigmoid_agrees_with_numpy_over_the_whole_range_and_keeps_nan(monkeypatch):
+    z = np.concatenate([np.linspace(-100, 100, 20001), [np.nan, np.inf, -np.inf]])
+    z = z.astype("float32").reshape(1, -1)
+    b = np.zeros(z.shape[1], dtype="float32")
+    compiled = z.copy()
+    kernels.bias_act(compiled, b, CODES["sigmoid"])
+    _numpy_path(monkeypatch)
+    reference = z.copy()
+    kernels.bias_act(reference, b, CODES["sigmoid"])
+    assert np.isnan(compiled[0, -3]) and compiled[0, -2] == 1.0 and compiled[0, -1] == 0.0
+    # a few float32 roundings apart wherever σ is a normal number (σ(-87.3) ≈ 1.2e-38)
+    normal = reference[0, :-3] > np.finfo("float32").tiny
+    np.testing.assert_allclose(compiled[0, :-3][normal], reference[0, :-3][normal], rtol=5e-7)
+    np.testing.assert_array_less(compiled[0, :-3][~normal], np.finfo("float32").tiny)

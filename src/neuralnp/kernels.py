@@ -96,6 +96,52 @@ if numba is not None:
     _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
     _jit_serial = _jit
 
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _float32_from_bits(typingctx, bits):
+        """The float32 whose IEEE-754 bit pattern is the low 32 bits of an integer."""
+        if not isinstance(bits, numba.types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            import llvmlite.ir as ir
+            value = args[0]
+            if bits.bitwidth != 32:
+                value = builder.trunc(value, ir.IntType(32))
+            return builder.bitcast(value, ir.FloatType())
+        return numba.types.float32(bits), codegen
+
+    @_jit
+    def _bias_sigmoid_numba(z, b, has_bias):
+        """``z ← σ(z + b)`` for float32, in a loop the compiler vectorises: ``e^x`` is written
+        out as ``2^k·e^r`` (``k = round(x/ln 2)``, ``|r| ≤ ln 2 / 2``, ``e^r`` by its Taylor
+        polynomial to degree 7, error below 1e-8 relative), ``2^k`` straight from the exponent
+        bits. A call to the library's expf would keep it scalar, and NumPy's exp takes twice
+        as long on this step."""
+        f = np.float32
+        n, k = z.shape
+        for i in range(n):
+            row = z[i]
+            for j in range(k):
+                x = -(row[j] + b[j]) if has_bias else -row[j]
+                # x > 88.7 gives 2^128, the bits of inf, so σ = 0; below -87, σ = 1 anyway
+                x = f(89.0) if x > f(89.0) else x  # comparisons written so that NaN stays NaN
+                x = f(-87.0) if x < f(-87.0) else x
+                kf = (x * f(1.44269504) + f(12582912.0)) - f(12582912.0)  # round(x / ln 2)
+                r = x - kf * f(0.693359375)  # ln 2 in two parts: r stays exact
+                r = r - kf * f(-2.12194440e-4)
+                p = f(1.0 / 5040.0)
+                p = p * r + f(1.0 / 720.0)
+                p = p * r + f(1.0 / 120.0)
+                p = p * r + f(1.0 / 24.0)
+                p = p * r + f(1.0 / 6.0)
+                p = p * r + f(0.5)
+                p = p * r + f(1.0)
+                p = p * r + f(1.0)
+                e = p * _float32_from_bits((np.int32(kf) + np.int32(127)) << np.int32(23))
+                row[j] = f(1.0) / (f(1.0) + e)
+
     @_jit
     def _bias_act_numba(z, b, has_bias, code):
         # linear (0) and relu (1) only: see bias_act
@@ -236,10 +282,11 @@ def _unused_row(a):
 
 def bias_act(z, b, code):
     """``z ← f(z + b)`` in place, ``f`` given by ``code`` (linear, relu, sigmoid, tanh)."""
-    # NumPy's exp and tanh are vectorised (SIMD) and several times faster than a compiled scalar
-    # loop over math.exp or math.tanh, so sigmoid and tanh keep the NumPy passes.
+    # tanh keeps NumPy's vectorised pass: a compiled loop over math.tanh is scalar and slower.
     if _compiled(z) and z.ndim == 2 and code <= 1:
         _bias_act_numba(z, b if b is not None else _unused_row(z), b is not None, code)
+    elif _compiled(z) and z.ndim == 2 and code == 2:
+        _bias_sigmoid_numba(z, b if b is not None else _unused_row(z), b is not None)
     else:
         _bias_act_numpy(z, b, code)
 
