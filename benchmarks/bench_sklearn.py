@@ -37,6 +37,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+# The machine checks and the child environment are bench_mlp's, so both benchmarks agree.
+from bench_mlp import (  # noqa: E402
+    OPENBLAS_VARIABLES, THREAD_VARIABLES, child_environment, cpu_details, wait_until_quiet,
+)
 DEFAULT_JSON = HERE / "results" / "sklearn.json"
 LIBRARIES = ("sklearn", "neuralnp")
 # name: task; the child loads the data (load() below).
@@ -45,9 +50,6 @@ DATASETS = {"breast_cancer": "classification", "digits": "classification",
 SETTINGS = {"hidden_layer_sizes": [100], "activation": "relu", "solver": "adam", "alpha": 1e-4,
             "batch_size": 200, "learning_rate_init": 1e-3, "max_iter": 200, "tol": 1e-4,
             "n_iter_no_change": 10, "early_stopping": False, "shuffle": True}
-OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                    "NUMBA_NUM_THREADS")
 
 
 # -- the child: one library on one data set ------------------------------------------------------
@@ -159,15 +161,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def versions():
@@ -181,39 +174,10 @@ def versions():
     return found
 
 
-def child_environment(threads):
-    env = dict(os.environ)
-    for variable in OPENBLAS_VARIABLES:  # a leftover setting changes OpenBLAS's kernel
-        env.pop(variable, None)
-    if threads:
-        env.update({variable: str(threads) for variable in THREAD_VARIABLES})
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"),
-                                                      env.get("PYTHONPATH")]))
-    return env
 
 
-def other_runnable(seconds=0.5, samples=10):
-    """Mean number of other runnable tasks (/proc/loadavg, less this process), or None."""
-    counts = []
-    for _ in range(samples):
-        try:
-            with open("/proc/loadavg") as f:
-                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
-        except (OSError, ValueError, IndexError):
-            return None
-        time.sleep(seconds / samples)
-    return sum(counts) / len(counts)
 
 
-def wait_until_quiet(max_seconds):
-    """Wait up to ``max_seconds`` for the other processes to use under a quarter of a CPU: a
-    benchmark on a busy machine measures the other jobs. Returns the last reading."""
-    deadline = time.monotonic() + max_seconds
-    busy = other_runnable()
-    while busy is not None and busy >= 0.25 and time.monotonic() < deadline:
-        time.sleep(5)
-        busy = other_runnable(1.0)
-    return busy
 
 
 def spawn(spec, workdir, env):
@@ -237,7 +201,8 @@ def run_data_set(name, args, workdir, env):
             spec = {"library": lib, "dataset": name, "run": run, "seeds": args.seeds,
                     "settings": SETTINGS, "input_dtype": args.input_dtype,
                     "data_home": args.data_home}
-            busy = wait_until_quiet(args.wait_quiet) if args.wait_quiet else None
+            busy = (wait_until_quiet(args.wait_quiet, print) if args.wait_quiet
+                    else None)
             result = spawn(spec, workdir, env)
             result["other_runnable_before"] = busy
             raw[lib].append(result)
@@ -307,7 +272,7 @@ def main(argv=None):
             result = {"status": "skipped", "error": str(exc)}
         print(json.dumps(result))
         return 0
-    env = child_environment(args.threads)
+    env = child_environment(keep_openblas=False, threads=args.threads)
     raw = {}
     started, load_start = time.time(), os.getloadavg()
     with tempfile.TemporaryDirectory() as workdir:
@@ -330,7 +295,7 @@ def main(argv=None):
     report = {"settings": SETTINGS, "seeds": args.seeds, "repeats": args.repeats,
               "threads": args.threads, "input_dtype": args.input_dtype,
               "environment": {"python": platform.python_version(), "machine": platform.machine(),
-                              "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+                              "cpu": cpu_details(), "cpu_count": os.cpu_count(),
                               "load_average_start": load_start,
                               "load_average_end": os.getloadavg(),
                               "versions": versions(),
