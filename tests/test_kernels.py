@@ -187,3 +187,30 @@ def test_compiled_sigmoid_agrees_with_numpy_over_the_whole_range_and_keeps_nan(m
     normal = reference[0, :-3] > np.finfo("float32").tiny
     np.testing.assert_allclose(compiled[0, :-3][normal], reference[0, :-3][normal], rtol=5e-7)
     np.testing.assert_array_less(compiled[0, :-3][~normal], np.finfo("float32").tiny)
+
+
+@needs_numba
+@pytest.mark.parametrize("pool, strides, padding", [
+    (2, None, "valid"), (3, 2, "same"), (3, 1, "valid"), ((2, 3), (1, 2), "same")])
+def test_compiled_max_pooling_equals_the_numpy_passes(pool, strides, padding, monkeypatch):
+    x = RNG.normal(size=(3, 7, 8, 5)).astype("float32")
+    x[0, 0, :2, 0] = 1.5  # a tie: the first maximum wins
+    x[1, 2, 2, 1] = np.nan  # a NaN wins its windows
+    g = RNG.normal(size=(1,)).astype("float32")  # replaced below once the shape is known
+    results = []
+    for path in ("compiled", "numpy"):
+        if path == "numpy":
+            _numpy_path(monkeypatch)
+        layer = nn.MaxPooling2D(pool, strides, padding)
+        layer.build_for(x.shape[1:], np.float32, RNG)
+        y = np.array(layer.forward(x, training=True), copy=True)
+        if g.shape != y.shape:
+            g = RNG.normal(size=y.shape).astype("float32")
+            g[0, 0, 0, 0] = np.inf  # an infinite gradient stays where it belongs: no NaN
+        results.append((y, np.array(layer._win, copy=True),
+                        np.array(layer.backward(g), copy=True)))
+    (y, win, dx), (y_ref, win_ref, dx_ref) = results
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(win, win_ref)
+    # Where windows overlap, a pixel sums several gradients, in another order on each path.
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)

@@ -254,6 +254,36 @@ if numba is not None:
         return total / (n * k)
 
     @_jit
+    def _max_pool_numba(xp, y, win, sh, sw, ph, pw):
+        n, oh, ow, c = y.shape
+        for b in range(n):
+            for i in range(oh):
+                for j in range(ow):
+                    yr, wr = y[b, i, j], win[b, i, j]
+                    first = xp[b, i * sh, j * sw]
+                    for ch in range(c):
+                        yr[ch] = first[ch]
+                        wr[ch] = 0
+                    for k in range(1, ph * pw):
+                        tap = xp[b, i * sh + k // pw, j * sw + k % pw]
+                        for ch in range(c):
+                            v = tap[ch]
+                            if v > yr[ch] or v != v:  # a NaN wins, as in the NumPy path
+                                yr[ch] = v
+                                wr[ch] = k
+
+    @_jit
+    def _max_pool_grad_numba(g, win, dxp, sh, sw, pw):
+        n, oh, ow, c = g.shape
+        for b in range(n):
+            for i in range(oh):
+                for j in range(ow):
+                    gr, wr = g[b, i, j], win[b, i, j]
+                    for ch in range(c):
+                        k = wr[ch]
+                        dxp[b, i * sh + k // pw, j * sw + k % pw, ch] += gr[ch]
+
+    @_jit
     def _sgd_numba(p, g, lr):
         for i in range(p.size):
             p[i] -= g[i] * lr
@@ -354,3 +384,23 @@ def sgd(p, g, lr, tmp):
     else:
         np.multiply(g, lr, out=tmp)
         p -= tmp
+
+
+def max_pool(xp, y, win, strides, pool):
+    """Max pooling of the padded images ``xp`` ``(N, H, W, C)`` into ``y`` ``(N, oh, ow, C)``,
+    with the winning window entry (``p·pw + q``) in ``win``. Returns False when there is no
+    compiled kernel for these arrays: the layer then runs its NumPy passes, which compute the
+    same (NumPy's masked copies are the slow part of a CNN step on a CPU)."""
+    if not (_compiled(xp) and y.dtype == xp.dtype and xp.flags.c_contiguous):
+        return False
+    _max_pool_numba(xp, y, win, strides[0], strides[1], pool[0], pool[1])
+    return True
+
+
+def max_pool_grad(g, win, dxp, strides, pool):
+    """Adds each output's gradient ``g`` onto the pixel of ``dxp`` that won its window (the
+    sum where overlapping windows share a winner). False without a compiled kernel."""
+    if not (_compiled(g) and dxp.dtype == g.dtype and dxp.flags.c_contiguous):
+        return False
+    _max_pool_grad_numba(np.ascontiguousarray(g), win, dxp, strides[0], strides[1], pool[1])
+    return True

@@ -13,6 +13,7 @@ window (Keras/TF; PyTorch's ``count_include_pad=False``).
 
 import numpy as np
 
+from .. import kernels
 from .base import Layer
 from .conv import Geometry, check_image_shape, check_input, normalize_pair, normalize_padding
 
@@ -73,6 +74,9 @@ class MaxPooling2D(_Pooling2D):
         y = self._workspace("y", shape)
         # Window entry that won, as 0..ph·pw-1; a small dtype keeps the cache small.
         win = self._workspace("argmax", shape, np.uint8 if len(offsets) <= 256 else np.int32)
+        self._win = win
+        if kernels.max_pool(xp, y, win, geo.strides, self.pool_size):
+            return y
         better = self._workspace("better", shape, np.bool_)
         nan = self._workspace("nan", shape, np.bool_)
         y[...] = xp[geo.tap(*offsets[0])]
@@ -86,7 +90,6 @@ class MaxPooling2D(_Pooling2D):
             better |= nan
             np.copyto(y, tap, where=better)
             np.copyto(win, k, where=better, casting="unsafe")
-        self._win = win
         return y
 
     def backward(self, grad_out):
@@ -94,6 +97,8 @@ class MaxPooling2D(_Pooling2D):
             return None
         geo = self._geo
         dxp = self._grad_padded(grad_out.shape[0])
+        if kernels.max_pool_grad(grad_out, self._win, dxp, geo.strides, self.pool_size):
+            return geo.crop(self, dxp)
         picked = self._workspace("picked", grad_out.shape)
         chosen = self._workspace("better", grad_out.shape, np.bool_)
         for k, (p, q) in enumerate(geo.offsets()):
