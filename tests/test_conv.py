@@ -108,10 +108,11 @@ def test_gradients_without_bias():
 
 
 @configs
-def test_forward_and_gradients_match_torch(kernel, strides, padding, dilation):
+@pytest.mark.parametrize("channels", [C, 9])  # im2col copies per kernel entry below 8 channels
+def test_forward_and_gradients_match_torch(kernel, strides, padding, dilation, channels):
     torch = pytest.importorskip("torch")
-    layer = _conv(kernel, strides, padding, dilation)
-    x = _x()
+    layer = _conv(kernel, strides, padding, dilation, input_shape=(H, W, channels))
+    x = _x((BATCH, H, W, channels))
     y = np.array(layer.forward(x, training=True), copy=True)
     R = np.random.default_rng(3).normal(size=y.shape)
     gx = np.array(layer.backward(R), copy=True)

@@ -214,3 +214,27 @@ def test_compiled_max_pooling_equals_the_numpy_passes(pool, strides, padding, mo
     np.testing.assert_array_equal(win, win_ref)
     # Where windows overlap, a pixel sums several gradients, in another order on each path.
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
+
+
+@needs_numba
+@pytest.mark.parametrize("kernel, strides, padding, dilation", [
+    (3, 1, "valid", 1), (3, 2, "same", 1), ((2, 3), 1, "same", 2), (1, 1, "valid", 1)])
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid", "elu"])
+def test_compiled_conv_paths_equal_the_numpy_passes(kernel, strides, padding, dilation,
+                                                   activation, monkeypatch):
+    x = RNG.normal(size=(4, 9, 8, 10)).astype("float32")
+    results = []
+    for path in ("compiled", "numpy"):
+        if path == "numpy":
+            _numpy_path(monkeypatch)
+        layer = nn.Conv2D(6, kernel, strides=strides, padding=padding, dilation_rate=dilation,
+                          activation=activation)
+        layer.build_for(x.shape[1:], np.float32, np.random.default_rng(0))
+        layer.need_input_grad = True
+        y = np.array(layer.forward(x, training=True), copy=True)
+        g = np.random.default_rng(1).normal(size=y.shape).astype("float32")
+        dx = np.array(layer.backward(g), copy=True)
+        results.append((y, dx, layer.kernel.grad.copy(), layer.bias.grad.copy()))
+    for compiled, numpy_path in zip(*results):
+        # col2im and the fused bias gradient add in another order than the NumPy passes
+        np.testing.assert_allclose(compiled, numpy_path, rtol=1e-5, atol=1e-5)

@@ -240,9 +240,16 @@ class Conv2D(WeightedLayer):
         else:
             xp = geo.pad(self, x, 0)
             cols = self._workspace("cols", (rows, depth))
-            # One strided copy gathers every window; the row order (n, i, j) and column order
-            # (p, q, c) match K.reshape(kh·kw·C, filters), so BLAS does all the arithmetic.
-            np.copyto(cols.reshape(n, oh, ow, *self.kernel_size, c), geo.windows(xp))
+            # Gather every window; the row order (n, i, j) and column order (p, q, c) match
+            # K.reshape(kh·kw·C, filters), so BLAS does all the arithmetic. One strided copy
+            # when the channels give it contiguous runs to move; with few channels (an image's
+            # first layer) one copy per kernel entry is 3x faster.
+            windows = cols.reshape(n, oh, ow, *self.kernel_size, c)
+            if c >= 8:
+                np.copyto(windows, geo.windows(xp))
+            else:
+                for p, q in geo.offsets():
+                    windows[:, :, :, p, q] = xp[geo.tap(p, q)]
         self._cols = cols
         z = self._workspace("z", (rows, self.filters))
         np.matmul(cols, self.kernel.value.reshape(depth, self.filters), out=z)
@@ -299,8 +306,9 @@ class Conv2D(WeightedLayer):
         shape = (n, *geo.padded_hw, c)
         dxp = self._workspace("grad_padded" if geo.padded else "grad_in", shape)
         dxp.fill(0)
-        for p, q in geo.offsets():
-            dxp[geo.tap(p, q)] += dcols[:, :, :, p, q]
+        if not kernels.col2im(dcols, dxp, geo.strides, geo.dilation):
+            for p, q in geo.offsets():
+                dxp[geo.tap(p, q)] += dcols[:, :, :, p, q]
         return geo.crop(self, dxp)
 
     def get_config(self):
