@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from .. import initializers, regularizers
+from .. import initializers, kernels, regularizers
 from .._registry import Configurable
 from ..backend import resolve_dtype
 from ..parameters import Parameter
@@ -191,6 +191,45 @@ class WeightedLayer(Layer):
     def states(self):
         extra = self.activation.states() if self.activation is not None else []
         return list(self._states) + extra
+
+    def _build_activation(self, output_shape):
+        """Build the activation for outputs of ``output_shape`` (no batch axis). ReLU, sigmoid
+        and tanh then run fused with the bias in one pass (kernels.py)."""
+        if self.activation is not None:
+            self.activation.build_for(output_shape, self.dtype, self._rng)
+        self._code = kernels.activation_code(self.activation)
+
+    def _bias_activation(self, z, training, shape=None):
+        """``f(z + b)`` for the product ``z`` ``(rows, units)``, in place where fused, returned
+        reshaped to ``shape`` when given. With ``emit_logits`` (the model fuses a final softmax
+        or sigmoid into the loss) only the bias is added."""
+        bias = self.bias.value if self.use_bias else None
+        code = 0 if self.emit_logits else self._code
+        if code is not None:
+            kernels.bias_act(z, bias, code)
+            return z if shape is None else z.reshape(shape)
+        if bias is not None:
+            z += bias
+        return self.activation.forward(z if shape is None else z.reshape(shape), training)
+
+    def _bias_activation_grad(self, grad_out, z, dz):
+        """``∂L/∂z`` as ``(rows, units)`` from ``∂L/∂y``, the bias gradient written on the way;
+        ``z`` holds what :meth:`_bias_activation` returned, as ``(rows, units)``, and ``dz`` is
+        a workspace of that shape."""
+        bias_grad = self.bias.grad if self.use_bias else None
+        code = 0 if self.emit_logits else self._code
+        if code is not None:
+            # z holds f(z + b) since forward: the derivative is written from the output, and
+            # the bias gradient is summed in the same pass.
+            if grad_out.ndim != 2:  # a test, not a reshape: this runs every step
+                grad_out = grad_out.reshape(z.shape)
+            return kernels.act_grad(grad_out, z, code, dz, bias_grad)
+        g = self.activation.backward(grad_out)
+        if g.ndim != 2:
+            g = g.reshape(z.shape)
+        if bias_grad is not None:
+            np.add.reduce(g, axis=0, out=bias_grad)
+        return g
 
     def regularized(self):
         pairs = [(self.kernel, self.kernel_regularizer), (self.bias, self.bias_regularizer)]

@@ -215,20 +215,13 @@ class Conv2D(WeightedLayer):
                                       self.kernel_initializer)
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
-        if self.activation is not None:
-            self.activation.build_for((*geo.out_hw, self.filters), self.dtype, self._rng)
+        self._build_activation((*geo.out_hw, self.filters))
         # A 1x1, stride-1, unpadded convolution is a Dense layer on every pixel: the input,
         # seen as (batch·H·W, C), already is the im2col matrix.
         self._pointwise = self.kernel_size == (1, 1) and self.strides == (1, 1) and not geo.padded
-        # ReLU, sigmoid and tanh run fused with the bias in one pass, as in Dense (kernels.py).
-        self._code = kernels.activation_code(self.activation)
 
     def compute_output_shape(self, input_shape):
         return (*self._geometry(input_shape).out_hw, self.filters)
-
-    def _applies_activation(self):
-        # The model fuses a final softmax/sigmoid into the loss by setting emit_logits.
-        return self.activation is not None and not self.emit_logits
 
     def forward(self, x, training=False):
         check_input(self, x)
@@ -253,39 +246,15 @@ class Conv2D(WeightedLayer):
         self._cols = cols
         z = self._workspace("z", (rows, self.filters))
         np.matmul(cols, self.kernel.value.reshape(depth, self.filters), out=z)
-        bias = self.bias.value if self.use_bias else None
-        code = self._fused_code()
-        if code is not None:
-            kernels.bias_act(z, bias, code)
-            return z.reshape(n, oh, ow, self.filters)
-        if bias is not None:
-            z += bias
-        return self.activation.forward(z.reshape(n, oh, ow, self.filters), training)
-
-    def _fused_code(self):
-        """The kernels' code for bias + activation (0: none to apply), or None when the
-        activation runs as its own layer."""
-        return self._code if self._applies_activation() else 0
+        return self._bias_activation(z, training, (n, oh, ow, self.filters))
 
     def backward(self, grad_out):
         geo = self._geo
         n, (oh, ow), c = grad_out.shape[0], geo.out_hw, geo.channels
         (kh, kw), rows = self.kernel_size, n * oh * ow
         depth = kh * kw * c
-        bias_grad = self.bias.grad if self.use_bias else None
-        code = self._fused_code()
-        if code is not None:
-            # z holds f(z + b) since forward: the derivative is written from the output, and
-            # the bias gradient is summed in the same pass.
-            g = np.ascontiguousarray(grad_out).reshape(rows, self.filters)
-            z = self._workspace("z", (rows, self.filters))
-            g = kernels.act_grad(g, z, code, self._workspace("dz", (rows, self.filters)),
-                                 bias_grad)
-        else:
-            grad_out = self.activation.backward(grad_out)
-            g = np.ascontiguousarray(grad_out).reshape(rows, self.filters)
-            if bias_grad is not None:
-                np.add.reduce(g, axis=0, out=bias_grad)
+        g = self._bias_activation_grad(grad_out, self._workspace("z", (rows, self.filters)),
+                                       self._workspace("dz", (rows, self.filters)))
         # Through a small workspace, so that the result lands in grad whatever its strides.
         dk = self._workspace("grad_kernel", (depth, self.filters))
         np.matmul(self._cols.T, g, out=dk)

@@ -1,6 +1,5 @@
 """The fully connected layer."""
 
-from .. import kernels
 from .base import WeightedLayer
 
 import numpy as np
@@ -44,10 +43,7 @@ class Dense(WeightedLayer):
         self.kernel = self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
-        if self.activation is not None:
-            self.activation.build_for((self.units,), self.dtype, self._rng)
-        # ReLU, sigmoid and tanh run fused with the bias in one pass (see kernels.py).
-        self._code = kernels.activation_code(self.activation)
+        self._build_activation((self.units,))
 
     def compute_output_shape(self, input_shape):
         return (self.units,)
@@ -68,32 +64,10 @@ class Dense(WeightedLayer):
         self._x = x
         z = self._buffers(x.shape[0])
         np.matmul(x, self.kernel.value, out=z)
-        bias = self.bias.value if self.use_bias else None
-        if self.activation is None or self.emit_logits:
-            code = 0
-        else:
-            code = self._code
-        if code is not None:
-            kernels.bias_act(z, bias, code)
-            return z
-        if bias is not None:
-            z += bias
-        return self.activation.forward(z, training)
+        return self._bias_activation(z, training)
 
     def backward(self, grad_out):
-        bias_grad = self.bias.grad if self.use_bias else None
-        if self.activation is None or self.emit_logits:
-            code = 0
-        else:
-            code = self._code
-        if code is not None:
-            # z holds f(z + b) since forward: the derivative is written from the output, and
-            # the bias gradient is summed in the same pass.
-            grad_out = kernels.act_grad(grad_out, self._z, code, self._dz, bias_grad)
-        else:
-            grad_out = self.activation.backward(grad_out)
-            if bias_grad is not None:
-                np.add.reduce(grad_out, axis=0, out=bias_grad)
+        grad_out = self._bias_activation_grad(grad_out, self._z, self._dz)
         np.matmul(self._x.T, grad_out, out=self.kernel.grad)
         if not self.need_input_grad:
             return None
