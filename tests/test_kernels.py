@@ -1,5 +1,6 @@
 """The fused kernels: the compiled (Numba) path against the NumPy path and the layers' formulas."""
 
+import math
 import warnings
 
 import numpy as np
@@ -238,3 +239,63 @@ def test_compiled_conv_paths_equal_the_numpy_passes(kernel, strides, padding, di
     for compiled, numpy_path in zip(*results):
         # col2im and the fused bias gradient add in another order than the NumPy passes
         np.testing.assert_allclose(compiled, numpy_path, rtol=1e-5, atol=1e-5)
+
+
+PATHS = [pytest.param("compiled", marks=needs_numba), "numpy"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("name", list(CODES))
+def test_nan_propagates_through_bias_activation_and_its_gradient(name, path, monkeypatch):
+    # A NaN weight must give NaN outputs on every path, or fit would train on from it.
+    if path == "numpy":
+        _numpy_path(monkeypatch)
+    z = RNG.normal(size=(4, 3)).astype("float32")
+    z[1, 2] = np.nan
+    kernels.bias_act(z, np.array([0.5, -0.5, 0.0], dtype="float32"), CODES[name])
+    assert np.isnan(z[1, 2]) and np.isfinite(np.delete(z.ravel(), 5)).all()
+    # The gradient arriving from above may be NaN where the unit is off (relu's y = 0).
+    y = np.zeros((4, 3), dtype="float32") if name == "relu" else np.full((4, 3), 0.5, "float32")
+    g = np.ones((4, 3), dtype="float32")
+    g[2, 0] = np.nan
+    bias_grad = np.empty(3, dtype="float32")
+    dz = kernels.act_grad(g, y, CODES[name], np.empty_like(g), bias_grad)
+    assert np.isnan(dz[2, 0]) and np.isnan(bias_grad[0]) and np.isfinite(bias_grad[1:]).all()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_nan_propagates_through_the_optimizer_and_loss_kernels(path, monkeypatch):
+    if path == "numpy":
+        _numpy_path(monkeypatch)
+    p, g = np.ones(7, dtype="float32"), np.ones(7, dtype="float32")
+    g[3] = np.nan
+    kernels.sgd(p, g, 0.1, np.empty_like(p))
+    assert np.isnan(p[3]) and np.isfinite(np.delete(p, 3)).all()
+    p, m, v = np.ones(7, dtype="float32"), np.zeros(7, dtype="float32"), np.zeros(7, "float32")
+    kernels.adam(p, g, m, v, None, 0.9, 0.999, 1e-2, 0.03, 1e-8, np.empty_like(p))
+    assert np.isnan(p[3]) and np.isfinite(np.delete(p, 3)).all()
+    z = RNG.normal(size=(3, 4)).astype("float32")
+    z[1, 2] = np.nan
+    onehot = np.eye(4, dtype="float32")[[0, 1, 2]]
+    for kernel, target in [(kernels.softmax_xent, np.array([0, 1, 2])),
+                           (kernels.softmax_xent_dense, onehot),
+                           (kernels.sigmoid_xent, onehot)]:
+        value = kernel(z, target, np.empty_like(z), np.empty_like(z))
+        assert value is None if path == "numpy" else math.isnan(value)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "linear"])
+def test_a_nan_weight_gives_nan_predictions_and_fit_stops(activation, path, monkeypatch):
+    if path == "numpy":
+        _numpy_path(monkeypatch)
+    x = RNG.normal(size=(16, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    model = nn.Sequential([nn.Dense(4, activation=activation),
+                           nn.Dense(1, activation="sigmoid")], seed=0)
+    model.compile(loss="binary_crossentropy", optimizer="adam")
+    model.build((3,))
+    model.layers[0].kernel.value[0, 0] = np.nan  # set_weights refuses NaN: write it in place
+    assert np.isnan(model.predict(x)).all()
+    with pytest.raises(nn.TrainingDivergedError):
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0)

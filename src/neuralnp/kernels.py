@@ -150,7 +150,7 @@ if numba is not None:
         for i in range(n):
             for j in range(k):
                 t = z[i, j] + b[j] if has_bias else z[i, j]
-                if code == 1 and not t > 0:
+                if code == 1 and t <= zero:  # not `not t > 0`: NaN must stay NaN, as in NumPy
                     t = zero
                 z[i, j] = t
 
@@ -165,7 +165,8 @@ if numba is not None:
                 if code == 0:
                     d = g[i, j]
                 elif code == 1:
-                    d = g[i, j] if y[i, j] > 0 else zero
+                    # g · [y > 0], NumPy's product: a NaN gradient stays NaN where the unit is off
+                    d = g[i, j] * (one if y[i, j] > 0 else zero)
                 elif code == 2:
                     d = (one - y[i, j]) * y[i, j] * g[i, j]
                 else:
