@@ -1,6 +1,7 @@
 """Sequential: determinism, fusion, weights exchange, evaluate/predict, and the error messages."""
 
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -336,3 +337,97 @@ def test_devices_cpu_works_and_a_gpu_request_says_what_is_missing():
             model.to("cuda")
         with pytest.raises(RuntimeError, match="CuPy"):
             nn.Sequential([nn.Dense(2)], device="cuda")
+
+
+# -- issue 13: no bad weights, and clear errors from the Python API -------------------------------
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e39])
+def test_set_weights_refuses_values_that_are_not_finite_in_the_model_dtype(bad):
+    model = _mlp()
+    model.build((5,))
+    before = model.get_weights()
+    new = [w + 1 for w in before]
+    new[0] = new[0].astype("float64")
+    new[0][2, 3] = bad
+    with pytest.raises(ValueError, match=r"weight 'dense.*kernel'.*float32|NaN or infinite") as info:
+        model.set_weights(new)
+    assert "\n" not in str(info.value)
+    for got, old in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, old)
+
+
+@pytest.mark.parametrize("second", [np.array(["a", "b", "c", "d", "e", "f", "g", "h"]),
+                                    np.full(8, np.nan), np.full(8, 1e39)])
+def test_set_weights_checks_every_array_before_changing_any(second):
+    model = _mlp()
+    model.build((5,))
+    before = model.get_weights()
+    new = [w + 1 for w in before]
+    new[1] = second  # the first layer's bias, after its kernel
+    with pytest.raises((ValueError, TypeError), match="bias"):
+        model.set_weights(new)
+    for got, old in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, old)
+
+
+def test_a_value_that_overflows_the_model_dtype_is_named_with_its_column():
+    x, y = _data()
+    x = x.astype("float64")
+    x[7, 2] = 1e39  # finite in float64, infinite in float32
+    model = _compiled()
+    with pytest.raises(ValueError, match=r"column 2.*1e\+39.*float32") as info:
+        model.fit(x, y, verbose=0)
+    assert "\n" not in str(info.value)
+    regression = _compiled(units=1, out="linear", loss="mse")
+    with pytest.raises(ValueError, match=r"y .*1e\+39.*float32"):
+        regression.fit(_data()[0], np.where(np.arange(64) == 3, 1e39, 1.0), verbose=0)
+    with pytest.raises(ValueError, match=r"sample_weight .*1e\+39"):
+        _compiled().fit(_data()[0], y, sample_weight=np.full(64, 1e39), verbose=0)
+    assert _mlp(dtype="float64").predict(x).shape == (64, 3)  # float64 holds 1e39
+
+
+@pytest.mark.parametrize("call, error, pattern", [
+    (lambda m, x, y: m.compile(loss=None), TypeError, r"loss .*'mse'"),
+    (lambda m, x, y: m.compile(loss=5), TypeError, r"loss .*'mse'.*got int"),
+    (lambda m, x, y: m.compile(loss="mse", optimizer=5), TypeError, r"optimizer .*'adam'.*got int"),
+    (lambda m, x, y: m.compile(loss="mse", optimizer=None), TypeError, r"optimizer .*'adam'"),
+    (lambda m, x, y: m.compile(loss="categorical_crossentropy", optimizer=nn.losses.MeanSquaredError()),
+     TypeError, "optimizer"),
+    (lambda m, x, y: _fit(m, x, y, epochs=float("nan")), ValueError, "epochs must be a positive integer"),
+    (lambda m, x, y: _fit(m, x, y, epochs=-1), ValueError, "epochs must be a positive integer"),
+    (lambda m, x, y: _fit(m, x, y, epochs=2.9), ValueError, "epochs must be a positive integer"),
+    (lambda m, x, y: _fit(m, x, y, validation_split="0.2"), ValueError, r"validation_split must be a number"),
+    (lambda m, x, y: _fit(m, x, y, class_weight={0.0: 1, 1.0: 2, 2.0: 1}), ValueError,
+     r"class_weight keys must be class indices.*0\.0"),
+    (lambda m, x, y: _fit(m, x, y, class_weight={0: 1, 1: 2, 2: 1, 7: 1}), ValueError,
+     r"class_weight names class 7, which y does not hold"),
+    (lambda m, x, y: _fit(m, x, y, class_weight={0: 1, 1: -2, 2: 1}), ValueError,
+     r"class_weight.*>= 0"),
+    (lambda m, x, y: _fit(m, x, y, sample_weight=np.full(64, -1.0)), ValueError,
+     r"sample_weight .*negative"),
+    (lambda m, x, y: _fit(m, x, y, sample_weight=np.zeros(64)), ValueError, r"all zero"),
+    (lambda m, x, y: _fit(m, x, y, class_weight={0: 0, 1: 0, 2: 0}), ValueError, r"all zero"),
+    (lambda m, x, y: _fit(m, np.zeros((64, 0)), y), ValueError, r"x has shape \(64, 0\).*feature"),
+    (lambda m, x, y: _fit(m, x + 1j, y), TypeError, r"x holds complex numbers"),
+    (lambda m, x, y: _fit(m, x.astype("timedelta64[s]"), y), TypeError, r"x holds timedelta64"),
+    (lambda m, x, y: _fit(m, x.astype("datetime64[s]"), y), TypeError, r"x holds datetime64"),
+])
+def test_bad_api_arguments_say_what_to_pass(call, error, pattern):
+    x, y = _data()
+    model = _compiled()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a ComplexWarning is not an answer
+        with pytest.raises(error, match=pattern) as info:
+            call(model, x, y)
+    assert "\n" not in str(info.value)
+
+
+def _fit(model, x, y, **kwargs):
+    return model.fit(x, y, verbose=0, **kwargs)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
+def test_a_seed_must_be_none_or_a_non_negative_integer(seed):
+    with pytest.raises((ValueError, TypeError), match=r"seed must be None or an integer >= 0"):
+        nn.Sequential([nn.Dense(1)], seed=seed)
+    nn.Sequential([nn.Dense(1)], seed=np.int64(3))

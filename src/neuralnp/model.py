@@ -10,11 +10,12 @@
 """
 
 import math
+import numbers
 
 import numpy as np
 
 from . import losses, metrics as metrics_module, optimizers
-from ._checks import as_float_array, check_positive_int
+from ._checks import as_float_array, as_numeric_array, cast_finite, check_positive_int
 from ._registry import serialize
 from .backend import check_device, resolve_dtype
 from .callbacks import CallbackList, History, ProgbarLogger
@@ -25,6 +26,10 @@ from .parameters import FlatBuffer
 
 class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or infinite; the model keeps the last finite weights."""
+
+
+def _kind(value):
+    return "None" if value is None else type(value).__name__
 
 
 class Sequential:
@@ -38,8 +43,12 @@ class Sequential:
     def __init__(self, layers=None, seed=None, dtype="float32", name="sequential", device="cpu"):
         self.name = name
         self.device = check_device(device)
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be None or an integer >= 0, got {seed!r}; e.g. seed=0")
+        if seed is not None and seed < 0:
+            raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}; e.g. seed=0")
+        self.seed = None if seed is None else int(seed)  # a plain int: the config is JSON
+        self.rng = np.random.default_rng(self.seed)
         self.dtype = resolve_dtype(dtype)
         self.layers = []
         self.built = False
@@ -93,8 +102,15 @@ class Sequential:
         cross-entropy, is fused: the loss reads the logits (stable log-sum-exp) and its gradient
         is ``p - y``; ``predict`` still returns probabilities.
         """
-        self.loss = losses.get(loss)
-        self.optimizer = optimizers.get(optimizer)
+        loss, optimizer = losses.get(loss), optimizers.get(optimizer)
+        if not isinstance(loss, losses.Loss):
+            raise TypeError(f"loss must be a name such as 'mse' or 'categorical_crossentropy', a "
+                            f"neuralnp.losses.Loss or its config dict; got {_kind(loss)}")
+        if not isinstance(optimizer, optimizers.Optimizer):
+            raise TypeError(f"optimizer must be a name such as 'adam' or 'sgd', a "
+                            f"neuralnp.optimizers.Optimizer (nn.Adam(1e-3)) or its config dict; "
+                            f"got {_kind(optimizer)}")
+        self.loss, self.optimizer = loss, optimizer
         if isinstance(metrics, str):
             metrics = [metrics]
         self.metric_names = list(metrics or [])
@@ -196,7 +212,7 @@ class Sequential:
         if isinstance(loss, losses.BinaryCrossentropy) and (y.min() < 0 or y.max() > 1):
             raise ValueError(f"binary cross-entropy needs {name} in [0, 1], got values from "
                              f"{y.min():g} to {y.max():g}; encode the two classes as 0 and 1")
-        return np.ascontiguousarray(y, dtype=self.dtype)
+        return cast_finite(y, name, self.dtype)  # y was checked in float64: 1e39 passed
 
     # -- training -------------------------------------------------------------------------------
 
@@ -233,16 +249,21 @@ class Sequential:
     def _fit(self, x, y, epochs, batch_size, verbose, callbacks, validation_split,
              validation_data, shuffle, initial_epoch, sample_weight, class_weight, strategy=None):
         self._require_compiled("fit")
-        epochs = int(epochs)
+        epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        if (isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real)
+                or not 0.0 <= validation_split < 1.0):
+            raise ValueError(f"validation_split must be a number in [0, 1), got "
+                             f"{validation_split!r}; e.g. 0.2 holds out the last 20% of x")
         x = self._inputs(x)
         y = self._targets(y, len(x))
         w = None if sample_weight is None else self._sample_weights(sample_weight, len(x))
         if class_weight is not None:
             cw = self._class_weights(class_weight, y)
             w = cw if w is None else w * cw
+            if not w.any():
+                raise ValueError("class_weight (times sample_weight) is all zero over y, so "
+                                 "nothing would be learned; give the classes positive weights")
         validation = None
         if validation_data is not None:
             if len(validation_data) != 2:
@@ -388,6 +409,13 @@ class Sequential:
         if len(w) != n:
             raise ValueError(f"sample_weight has {len(w)} entries for {n} samples; give one "
                              "weight per sample")
+        if (w < 0).any():
+            first = int(np.argmax(w < 0))
+            raise ValueError(f"sample_weight holds negative values (first {w[first]:g} at sample "
+                             f"{first}); weights must be >= 0 (0 leaves a sample out)")
+        if not w.any():
+            raise ValueError("sample_weight is all zero, so no sample counts in the loss; give "
+                             "at least one sample a positive weight")
         return w
 
     def _penalty(self):
@@ -416,15 +444,25 @@ class Sequential:
             labels = np.round(y[:, 0]).astype(np.intp)
         else:
             labels = np.argmax(y, axis=1)
+        for cls, weight in class_weight.items():
+            if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)) or cls < 0:
+                raise ValueError(f"class_weight keys must be class indices (integers >= 0), got "
+                                 f"{cls!r}; e.g. {{0: 1.0, 1: 5.0}}")
+            if (isinstance(weight, bool) or not isinstance(weight, numbers.Real)
+                    or not (math.isfinite(weight) and weight >= 0)):
+                raise ValueError(f"class_weight's weight for class {cls} must be a finite number "
+                                 f">= 0, got {weight!r}")
         present = set(np.unique(labels).tolist())
         missing = present - set(class_weight)
         if missing:
             raise ValueError(f"class_weight has no weight for classes {sorted(missing)}; give "
                              "every class present in y a weight")
-        table = np.zeros(max(max(class_weight) + 1, labels.max() + 1), dtype=self.dtype)
+        absent = sorted(set(class_weight) - present)
+        if absent:
+            raise ValueError(f"class_weight names class {absent[0]}, which y does not hold (y's "
+                             f"classes: {sorted(present)}); drop it from class_weight")
+        table = np.zeros(labels.max() + 1, dtype=self.dtype)
         for cls, weight in class_weight.items():
-            if not (isinstance(cls, (int, np.integer)) and cls >= 0):
-                raise ValueError(f"class_weight keys must be class indices >= 0, got {cls!r}")
             table[cls] = weight
         return table[labels]
 
@@ -501,11 +539,17 @@ class Sequential:
         if len(weights) != expected:
             raise ValueError(f"the model has {expected} weight arrays, got {len(weights)}; "
                              "pass them in get_weights() order")
-        arrays = [np.asarray(w) for w in weights]
-        for p, w in zip(params, arrays):
+        # Every array is checked (and cast) before any is written: a bad one changes nothing.
+        arrays = []
+        for p, w in zip(params, weights):
+            name = f"weight {p.name!r}"
+            w = as_numeric_array(w, name)
             if w.shape != p.shape:
-                raise ValueError(f"weight {p.name!r} has shape {p.shape}, got an array of shape "
+                raise ValueError(f"{name} has shape {p.shape}, got an array of shape "
                                  f"{w.shape}; pass them in get_weights() order")
+            arrays.append(cast_finite(w, name, self.dtype, samples=False,
+                                      fix="pass finite weights (get_weights() of a model that "
+                                          "has not diverged)"))
         for p, w in zip(params, arrays):
             p.value[...] = w
 
