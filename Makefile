@@ -9,8 +9,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# fast: the compiled (Numba) kernels, the speed the README reports
 $(VENV)/.core: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[cli,plot]"
+	$(PY) -m pip install --quiet -e ".[cli,plot,fast]"
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(PY)
@@ -25,8 +26,8 @@ NEURALNP := $(abspath $(VENV))/bin/neuralnp
 demo: $(VENV)/.core
 	mkdir -p $(DEMO)
 	cd $(DEMO) && $(NEURALNP) datasets export breast_cancer cancer.csv --overwrite
-	cd $(DEMO) && $(NEURALNP) split cancer.csv --stratify diagnosis --seed 0
-	cd $(DEMO) && $(NEURALNP) train train.csv --target diagnosis --epochs 200 --early-stopping 10
+	cd $(DEMO) && $(NEURALNP) split cancer.csv --stratify diagnosis --seed 0 --overwrite
+	cd $(DEMO) && $(NEURALNP) train train.csv --target diagnosis --epochs 200
 	cd $(DEMO) && $(NEURALNP) predict model valid.csv
 
 test: $(VENV)/.dev

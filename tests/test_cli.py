@@ -50,7 +50,7 @@ def test_breast_cancer_split_train_predict_with_defaults(tmp_path, capsys, monke
     assert accuracy >= 0.95
     with open(tmp_path / "predictions.csv") as f:
         header = next(csv.reader(f))
-    assert header == ["row", "predicted_diagnosis", "p_B", "p_M"]
+    assert header == ["id", "predicted_diagnosis", "p_B", "p_M"]  # the identifier train dropped
 
 
 def test_headerless_file_with_a_numbered_target(tmp_path, capsys):
@@ -193,3 +193,406 @@ def test_every_subcommand_help_shows_an_example(command, capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "example:" in out and f"neuralnp {command}" in out
+
+
+# -- issue 14 -------------------------------------------------------------------------------------
+
+NEURALNP = [sys.executable, "-m", "neuralnp"]
+
+
+def _write(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        if header is not None:
+            writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _noisy_labels(path, n=200, header=True, seed=0):
+    """An id column, a weak signal and mostly noise: a 64-32 network overfits it within a few
+    epochs, so the last epoch validates worse than the best one."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).round(4)
+    label = np.where(x[:, 0] + 2.0 * rng.normal(size=n) > 0, "M", "B")
+    rows = [[1000 + i, label[i], *x[i]] for i in range(n)]
+    return _write(path, ["id", "label", *"abcdefgh"] if header else None, rows)
+
+
+def _regression(path, n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    y = 50.0 + 100.0 * x[:, 0] - 30.0 * x[:, 1] + 5.0 * rng.normal(size=n)  # std ~ 105
+    return _write(path, ["a", "b", "c", "price"], np.column_stack([x, y]).round(4).tolist()), y
+
+
+def _meta(model):
+    return json.loads((Path(model) / "config.json").read_text())["metadata"]["cli"]
+
+
+def _scores(out, names):
+    """{name: value} from the score table lines that start with one of ``names``."""
+    found = {}
+    for line in out.splitlines():
+        cells = line.replace("│", " ").replace("┃", " ").split()
+        if cells and cells[0] in names:
+            found[cells[0]] = [float(c) for c in cells[1:]]
+    return found
+
+
+def test_regression_scores_are_in_the_target_units(tmp_path, capsys):
+    path, y = _regression(tmp_path / "prices.csv")
+    code, out, err = run(capsys, "train", path, "--target", "price", "--epochs", "40", "--quiet",
+                         "--out", tmp_path / "m")
+    assert code == 0, err
+    meta = _meta(tmp_path / "m")
+    for part in ("train", "validation"):
+        assert set(meta["scores"][part]) >= {"mae", "rmse", "r2"}
+    train_table = _scores(out, {"mae", "rmse", "r2"})
+    assert train_table["mae"][1] == pytest.approx(meta["scores"]["validation"]["mae"], abs=1e-3)
+    # the curves carry the same units: the kept epoch's validation MAE is the final score
+    kept = meta["kept_epoch"]
+    assert meta["history"]["val_mae"][kept - 1] == pytest.approx(
+        meta["scores"]["validation"]["mae"], rel=1e-3)
+    assert {"val_rmse", "val_r2"} <= set(meta["history"])
+
+    code, out, err = run(capsys, "predict", tmp_path / "m", path, "--out", tmp_path / "p.csv")
+    assert code == 0, err
+    with open(tmp_path / "p.csv") as f:
+        predicted = np.array([float(r["predicted_price"]) for r in csv.DictReader(f)])
+    truth = np.array([float(r["price"]) for r in csv.DictReader(open(path))])
+    mae = np.abs(predicted - truth).mean()
+    rmse = np.sqrt(((predicted - truth) ** 2).mean())
+    r2 = 1 - ((predicted - truth) ** 2).sum() / ((truth - truth.mean()) ** 2).sum()
+    assert mae > 1.0  # a true MAE in the target's units, not the standardised ~0.05
+    printed = _scores(out, {"mae", "rmse", "r2"})
+    assert printed["mae"][0] == pytest.approx(mae, rel=1e-3, abs=1e-3)
+    assert printed["rmse"][0] == pytest.approx(rmse, rel=1e-3, abs=1e-3)
+    assert printed["r2"][0] == pytest.approx(r2, abs=1e-3)
+    code, out, err = run(capsys, "evaluate", tmp_path / "m", path)
+    assert code == 0, err
+    assert _scores(out, {"mae"})["mae"][0] == pytest.approx(mae, rel=1e-3, abs=1e-3)
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures the plotting functions save (to read what they drew)."""
+    plotting = pytest.importorskip("neuralnp.plotting")
+    pytest.importorskip("matplotlib")
+    saved = []
+    real = plotting._save_png
+
+    def capture(fig, path, dpi):
+        saved.append((Path(path).name, fig))
+        return real(fig, path, dpi)
+
+    monkeypatch.setattr(plotting, "_save_png", capture)
+    return saved
+
+
+def _fig_texts(fig):
+    texts = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        texts += [t.get_text() for t in ax.texts]
+    return texts
+
+
+def test_the_run_says_which_epoch_it_kept_and_the_curves_mark_it(tmp_path, capsys, figures):
+    data = _noisy_labels(tmp_path / "noisy.csv")
+    code, out, err = run(capsys, "train", data, "--target", "label", "--epochs", "40",
+                         "--early-stopping", "5", "--quiet", "--out", tmp_path / "m")
+    assert code == 0, err
+    meta = _meta(tmp_path / "m")
+    kept = meta["kept_epoch"]
+    epochs = len(meta["history"]["loss"])
+    assert kept < epochs
+    assert f"kept the weights of epoch {kept} of {epochs}" in out
+    name, fig = [f for f in figures if f[0] == "learning_curves.png"][-1]
+    notes = [t for t in _fig_texts(fig) if t.startswith("kept")]
+    assert len(notes) == 2 and all(t.startswith(f"kept: epoch {kept}\n") for t in notes)
+    title = fig._suptitle.get_text()
+    assert "noisy.csv" in title
+
+    figures.clear()
+    code, out, err = run(capsys, "plot", tmp_path / "m", "--out", tmp_path / "figs")
+    assert code == 0, err
+    fig = dict(figures)["learning_curves.png"]
+    assert fig._suptitle.get_text() == title
+    assert sum(t.startswith(f"kept: epoch {kept}\n") for t in _fig_texts(fig)) == 2
+
+
+def test_train_keeps_the_best_validation_epoch_by_default(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _noisy_labels(tmp_path / "data.csv", header=False)
+    code, out, err = run(capsys, "split", "data.csv")
+    assert code == 0, err
+    code, out, err = run(capsys, "train", "train.csv", "--target", "1", "--quiet")
+    assert code == 0, err
+    meta = _meta("model")
+    val_loss = meta["history"]["val_loss"]
+    assert meta["training"]["early_stopping"] == 10
+    assert len(val_loss) < 50  # stopped: ten epochs without a better validation loss
+    assert meta["scores"]["validation"]["loss"] == pytest.approx(min(val_loss), rel=1e-4)
+    assert min(val_loss) < val_loss[-1]
+
+    code, out, err = run(capsys, "train", "train.csv", "--target", "1", "--quiet", "--epochs",
+                         "15", "--no-early-stopping", "--out", "last")
+    assert code == 0, err
+    meta = _meta("last")
+    assert len(meta["history"]["loss"]) == 15 and meta["kept_epoch"] == 15
+    assert meta["scores"]["validation"]["loss"] == pytest.approx(meta["history"]["val_loss"][-1],
+                                                                 rel=1e-4)
+
+
+def test_predict_writes_the_identifier_columns_first(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    rows = [[800 + i, f"Name {i}", "male" if i % 2 else "female", round(rng.uniform(1, 70), 1),
+             int(i % 2 == 0)] for i in range(120)]
+    train = _write(tmp_path / "train.csv", ["PassengerId", "Name", "Sex", "Age", "Survived"],
+                   rows)
+    test = _write(tmp_path / "test.csv", ["PassengerId", "Name", "Sex", "Age"],
+                  [[1000 + i, f"Other {i}", "male", 30.0] for i in range(5)])
+    code, out, err = run(capsys, "train", train, "--target", "Survived", "--epochs", "2",
+                         "--quiet", "--out", tmp_path / "m")
+    assert code == 0, err
+    code, out, err = run(capsys, "predict", tmp_path / "m", test, "--out", tmp_path / "p.csv")
+    assert code == 0, err
+    with open(tmp_path / "p.csv") as f:
+        table = list(csv.reader(f))
+    assert table[0][:2] == ["PassengerId", "predicted_Survived"]  # not Name: free text
+    assert [r[0] for r in table[1:]] == [str(1000 + i) for i in range(5)]
+    code, out, err = run(capsys, "predict", tmp_path / "m", test, "--id", "Name", "--id",
+                         "PassengerId", "--out", tmp_path / "q.csv")
+    assert code == 0, err
+    with open(tmp_path / "q.csv") as f:
+        assert next(csv.reader(f))[:3] == ["Name", "PassengerId", "predicted_Survived"]
+    code, out, err = run(capsys, "predict", tmp_path / "m", test, "--id", "Ticket",
+                         "--out", tmp_path / "r.csv")
+    assert code == 2 and "--id" in err and "Ticket" in err
+
+
+def test_split_never_writes_onto_its_input_and_refuses_existing_outputs(tmp_path, capsys,
+                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _noisy_labels(tmp_path / "train.csv", n=40)  # Kaggle's name for the whole labelled file
+    before = (tmp_path / "train.csv").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        code, out, err = run(capsys, "split", "train.csv", *extra)
+        assert code == 2 and "train.csv" in err and "--out" in err, err
+        assert (tmp_path / "train.csv").read_bytes() == before
+        assert not (tmp_path / "valid.csv").exists()
+    code, out, err = run(capsys, "split", "train.csv", "--out", "parts")
+    assert code == 0, err
+    code, out, err = run(capsys, "split", "train.csv", "--out", "parts")
+    assert code == 2 and "exists" in err and "--overwrite" in err
+    code, out, err = run(capsys, "split", "train.csv", "--out", "parts", "--overwrite")
+    assert code == 0, err
+
+
+def test_output_paths_are_checked_before_reading_or_training(tmp_path, capsys):
+    data = _noisy_labels(tmp_path / "data.csv", n=40)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    cases = {
+        "a folder that is not a model": ["train", data, "--target", "label", "--out", notes],
+        "a path under a file": ["train", data, "--target", "label", "--out", blocker / "m"],
+        "a missing file but a bad --out": ["train", tmp_path / "nope.csv", "--target", "label",
+                                           "--out", notes],
+        "predictions onto the data": ["predict", "model-not-read", data, "--out", data],
+        "pictures under a file": ["plot", "model-not-read", "--out", blocker / "figs"],
+    }
+    for name, argv in cases.items():
+        code, out, err = run(capsys, *argv)
+        assert code == 2, (name, err)
+        assert "training" not in out and "--out" in err, (name, out, err)
+        assert "does not exist" not in err, (name, err)
+    assert (notes / "todo.txt").read_text() == "keep me"
+
+
+def test_ctrl_c_saves_the_model_and_the_curves_and_exits_130(tmp_path):
+    import signal
+    data = _noisy_labels(tmp_path / "data.csv", n=120)
+    proc = subprocess.Popen(NEURALNP + ["train", str(data), "--target", "label", "--epochs",
+                                        "100000", "--no-early-stopping", "--out",
+                                        str(tmp_path / "m")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:  # piped: one line per epoch once training has begun
+        lines.append(line)
+        if line.startswith("Epoch 3/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, err = proc.communicate(timeout=120)
+    out = "".join(lines) + rest
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and err.strip() == "", err
+    stopped = [line for line in out.splitlines() if "interrupted" in line]
+    assert len(stopped) == 1 and "saved" in stopped[0], out
+    meta = _meta(tmp_path / "m")
+    assert 3 <= len(meta["history"]["loss"]) < 100000
+    assert (tmp_path / "m" / "learning_curves.png").exists()
+    code = subprocess.run(NEURALNP + ["info", str(tmp_path / "m")], capture_output=True)
+    assert code.returncode == 0
+
+
+def _one_line_error(done):
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert len(lines) == 1 and lines[0].startswith("neuralnp: error: "), done.stderr
+    return lines[0]
+
+
+def test_every_mistake_is_one_line_with_status_2(tmp_path):
+    prices, _ = _regression(tmp_path / "prices.csv", n=60)
+    labels = _noisy_labels(tmp_path / "labels.csv", n=60)
+    people = _write(tmp_path / "people.csv", ["Name", "Age", "Survived"],
+                    [[f"Person {i}", 20 + i % 40, i % 2] for i in range(60)])
+    go = lambda *argv: subprocess.run(NEURALNP + [str(a) for a in argv],  # noqa: E731
+                                      capture_output=True, text=True, cwd=tmp_path)
+
+    line = _one_line_error(go("train", prices, "--target", "price", "--optimizer", "sgd",
+                              "--learning-rate", "1e6", "--epochs", "5", "--quiet"))
+    assert "--learning-rate" in line and "diverge" in line
+    line = _one_line_error(go("train", labels, "--target", "label", "--layers", "abc"))
+    assert "--layers" in line and "abc" in line
+    line = _one_line_error(go("train", labels, "--target", "label", "--learning-rate", "-1"))
+    assert "--learning-rate" in line and "learning_rate" not in line
+    line = _one_line_error(go("train", labels, "--target", "label", "--dropout", "1.5"))
+    assert "--dropout" in line
+    line = _one_line_error(go("train", people, "--target", "Name"))
+    assert "stratify" not in line and "Name" in line and "--target" in line
+    line = _one_line_error(go("train", labels, "--target", "label", "--loss", "mse"))
+    assert "--loss mse" in line and "does not fit" in line
+    go("datasets", "export", "iris", "iris.csv")
+    line = _one_line_error(go("datasets", "export", "iris", "iris.csv"))
+    assert "--overwrite" in line and "overwrite=True" not in line
+
+    # a reader that goes away (neuralnp datasets | head) is not an error worth a message
+    proc = subprocess.Popen(NEURALNP + ["datasets"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert err == "", err
+
+
+def test_progress_bar_shows_the_epoch_and_the_whole_run(tmp_path):
+    pty = pytest.importorskip("pty")
+    pytest.importorskip("rich")
+    import os
+    import re
+    data = _noisy_labels(tmp_path / "data.csv", n=200)
+    leader, follower = pty.openpty()
+    env = dict(os.environ, COLUMNS="150", LINES="40", TERM="xterm")
+    proc = subprocess.Popen(NEURALNP + ["train", str(data), "--target", "label", "--epochs",
+                                        "4", "--batch-size", "16", "--no-early-stopping",
+                                        "--out", str(tmp_path / "m")],
+                            stdout=follower, stderr=follower, stdin=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    screen = screen.replace("\r", "\n")  # each redraw starts at the beginning of a line
+    # two bars at once: this epoch's batches (10 of 160 rows / 16) and the whole run (40)
+    assert re.search(r"epoch 2/4 .*\b\d+/10\b", screen), screen
+    assert re.search(r"all 4 epochs .*\b\d+/40\b", screen), screen
+
+
+def test_package_metadata_and_install_lines(tmp_path):
+    import tomllib
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"  # an SPDX string (PEP 639)
+    assert any(r.replace(" ", "").startswith("setuptools>=77")
+               for r in project["build-system"]["requires"])
+    readme = (root / "README.md").read_text()
+    terminal = readme.split("## From a terminal", 1)[1].split("\n## ", 1)[0]
+    assert 'pip install ".[cli,plot,fast]"' in terminal and "git clone" in terminal
+    assert 'pip install "neuralnp[' not in terminal  # the package is not on PyPI
+    demo = (root / "Makefile").read_text()
+    assert '-e ".[cli,plot,fast]"' in demo
+    # building the metadata from pyproject.toml warns about nothing (-W error); in a copy, so
+    # that setuptools' egg-info lands there and not in the source tree
+    (tmp_path / "src" / "neuralnp").mkdir(parents=True)
+    (tmp_path / "src" / "neuralnp" / "__init__.py").write_text("")
+    for name in ("pyproject.toml", "README.md"):
+        (tmp_path / name).write_text((root / name).read_text())
+    (tmp_path / "out").mkdir()
+    done = subprocess.run([sys.executable, "-W", "error", "-c",
+                           "import sys; from setuptools import build_meta as b; "
+                           "b.prepare_metadata_for_build_wheel(sys.argv[1])", "out"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Deprecat" not in done.stderr
+
+
+def _all_actions(parser, path=("neuralnp",)):
+    import argparse
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _all_actions(sub, path + (name,))
+        else:
+            yield path, action
+
+
+def test_help_shows_every_default_and_describes_every_argument(capsys):
+    import argparse
+    from neuralnp.cli import build_parser
+    for path, action in _all_actions(build_parser()):
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            continue
+        assert action.help, (path, action.dest)
+    for command in _subcommands():
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        if command == "train":
+            for default in ("(default: 0.2)", "(default: 64 32)", "(default: relu)",
+                            "(default: 50)", "(default: 32)", "(default: adam)",
+                            "(default: 10)", "(default: model)", "(default: 0)"):
+                assert default in out, default
+        if command == "split":
+            assert "(default: 0.8)" in out and "(default: .)" in out
+
+
+def test_version_and_bare_command(capsys):
+    from neuralnp import __version__
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"neuralnp {__version__}"
+    done = subprocess.run(NEURALNP, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""
+    assert "usage: neuralnp" in done.stdout and "train" in done.stdout
+
+
+def test_info_and_plot_on_a_model_saved_from_python(tmp_path, capsys, figures):
+    import neuralnp as nn
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    model = nn.Sequential([nn.Dense(8, activation="relu"), nn.Dense(1, activation="sigmoid")],
+                          seed=0)
+    model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["accuracy"])
+    model.fit(x, y, epochs=2, verbose=0)
+    model.save(tmp_path / "py-model")
+    code, out, err = run(capsys, "info", tmp_path / "py-model")
+    assert code == 0, err
+    assert "Dense" in out and "binary_crossentropy" in out and "adam" in out.lower()
+    assert "not trained by the neuralnp command" in out
+    code, out, err = run(capsys, "plot", tmp_path / "py-model", "--out", tmp_path / "figs")
+    assert code == 0, err
+    assert (tmp_path / "figs" / "network.png").exists()
+    assert "learning curves not drawn" in out

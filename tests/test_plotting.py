@@ -336,3 +336,24 @@ def test_import_is_lazy_and_pyplot_unused(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_learning_curves_mark_the_kept_epoch_in_every_panel(tmp_path, figures):
+    # EarlyStopping kept epoch 6 (lowest validation loss); accuracy peaks at 8, but the weights
+    # are epoch 6's, so both panels mark 6
+    path = plotting.learning_curves(_history(), tmp_path / "c.png", kept_epoch=6)
+    _check_png(path)
+    texts = _texts(figures[0])
+    assert "kept: epoch 6\n0.3" in texts and "kept: epoch 6\n0.88" in texts
+    assert not any(t.startswith("best") for t in texts)
+    with pytest.raises(ValueError, match="kept_epoch 13"):
+        plotting.learning_curves(_history(), tmp_path / "d.png", kept_epoch=13)
+
+
+def test_learning_curves_with_several_metrics_make_a_grid(tmp_path, figures):
+    h = {**_history(), "mae": list(np.linspace(3, 1, 12)), "val_mae": list(np.linspace(4, 2, 12))}
+    plotting.learning_curves(h, tmp_path / "c.png", metric=["accuracy", "val_mae"], kept_epoch=12)
+    fig, = figures
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy", "mae"]
+    assert len({round(ax.get_position().y0, 3) for ax in fig.axes}) == 2  # two rows
+    assert sum(t.startswith("kept: epoch 12") for t in _texts(fig)) == 3

@@ -341,10 +341,10 @@ class LambdaCallback(Callback):
 
 
 class RichProgress(Callback):
-    """A live display for terminals (needs ``rich``): one bar over the whole run with the epoch,
-    the batch, the running loss and metrics, and the time left; one summary line per epoch.
+    """A live display for terminals (needs ``rich``): two bars, this epoch's batches with the
+    running loss, and the whole run with its time left; one summary line per epoch.
 
-    The time left assumes every epoch runs, so early stopping finishes sooner than it says.
+    The run's time left assumes every epoch runs, so early stopping finishes sooner than it says.
     """
 
     only_chief = True
@@ -358,29 +358,37 @@ class RichProgress(Callback):
         self.console = console
 
     def on_train_begin(self, logs=None):
-        from rich.progress import (BarColumn, Progress, TextColumn,
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
         self.progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
-            TextColumn("batch {task.fields[batch]}"), TextColumn("{task.fields[scores]}"),
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[what]}"), TextColumn("{task.fields[scores]}"),
             TimeElapsedColumn(), TextColumn("elapsed,"), TimeRemainingColumn(),
             TextColumn("left"),
             console=self.console, transient=True)
         self.progress.start()
         p = self.params
-        self.task = self.progress.add_task("train", total=p["epochs"] * p["steps"], epoch="",
-                                           batch="", scores="")
+        self.epoch_task = self.progress.add_task("epoch", total=p["steps"], what="batches",
+                                                 scores="")
+        self.run_task = self.progress.add_task(f"all {p['epochs']} epochs",
+                                               total=p["epochs"] * p["steps"], what="batches",
+                                               scores="")
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.seen, self.loss_sum, self._start = epoch, 0, 0.0, time.perf_counter()
-        self.progress.update(self.task, completed=epoch * self.params["steps"],
-                             epoch=f"{epoch + 1}/{self.params['epochs']}")
+        steps = self.params["steps"]
+        self.progress.reset(self.epoch_task, total=steps, what="batches", scores="",
+                            description=f"epoch {epoch + 1}/{self.params['epochs']}")
+        self.progress.update(self.run_task, completed=epoch * steps)
+        # Drawn now, not only at the display's 10 Hz: an epoch can be shorter than a refresh.
+        self.progress.refresh()
 
     def on_batch_end(self, batch, logs=None):
         self.seen += 1
         self.loss_sum += (logs or {}).get("loss", 0.0)
-        self.progress.update(self.task, advance=1, batch=f"{batch + 1}/{self.params['steps']}",
+        self.progress.update(self.epoch_task, advance=1,
                              scores=f"loss {self.loss_sum / self.seen:.4f}")
+        self.progress.update(self.run_task, advance=1)
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._start

@@ -85,17 +85,20 @@ def _fmt(value):
 # -- learning curves ----------------------------------------------------------------------------
 
 
-def learning_curves(history, path, title=None, metric=None):
-    """Plot the loss and one metric per epoch, training and validation, to a PNG at ``path``.
+def learning_curves(history, path, title=None, metric=None, kept_epoch=None):
+    """Plot the loss and metrics per epoch, training and validation, to a PNG at ``path``.
 
     ``history`` is the dict ``fit`` records (``History.history``: ``{"loss": [...],
     "val_loss": [...], "accuracy": [...], "val_accuracy": [...]}``) or the ``History`` object
-    itself. The figure has a panel for the loss and, beside it, one for ``metric`` (by default
-    the first logged key that is neither the loss nor a ``val_`` key; no second panel when there
-    is none). Each panel draws the training curve and, when logged, the validation curve
-    against the epoch (numbered from 1), and marks the best validation epoch with a dot and its
-    value: the lowest loss, the highest accuracy, AUC, precision, recall, F1 or R², the lowest
-    of any other metric (mse, mae, ...). Returns ``path`` as a string.
+    itself. The figure has a panel for the loss and one for each name in ``metric`` (a name or
+    a list of names; by default the first logged key that is neither the loss nor a ``val_``
+    key, and no second panel when there is none); more than two panels make a grid two wide.
+    Each panel draws the training curve and, when logged, the validation curve against the
+    epoch (numbered from 1), and marks the best validation epoch with a dot and its value: the
+    lowest loss, the highest accuracy, AUC, precision, recall, F1 or R², the lowest of any other
+    metric (mse, mae, ...). With ``kept_epoch`` (numbered as on the axis) every panel marks that
+    epoch instead, "kept": the weights a model holds after EarlyStopping restored them, so that
+    all panels tell one story. Returns ``path`` as a string.
 
     >>> learning_curves({"loss": [0.9, 0.5, 0.4], "val_loss": [1.0, 0.6, 0.7],
     ...                  "accuracy": [0.6, 0.8, 0.85], "val_accuracy": [0.55, 0.75, 0.74]},
@@ -107,13 +110,14 @@ def learning_curves(history, path, title=None, metric=None):
     if "loss" in curves:
         panels.append("loss")
     if metric is not None:
-        if metric.startswith("val_"):
-            metric = metric[4:]
-        if metric not in curves:
-            raise ValueError(f"metric {metric!r} is not in the history; it logs "
-                             f"{', '.join(sorted(curves)) or 'nothing'}")
-        if metric != "loss":
-            panels.append(metric)
+        for name in [metric] if isinstance(metric, str) else list(metric):
+            if name.startswith("val_"):
+                name = name[4:]
+            if name not in curves:
+                raise ValueError(f"metric {name!r} is not in the history; it logs "
+                                 f"{', '.join(sorted(curves)) or 'nothing'}")
+            if name not in panels:
+                panels.append(name)
     else:
         main = next((k for k in curves if k != "loss" and not k.startswith("val_")
                      and k not in _NOT_METRICS), None)
@@ -126,11 +130,21 @@ def learning_curves(history, path, title=None, metric=None):
         raise ValueError("the history has nothing to plot; pass History.history from fit, "
                          "e.g. {'loss': [...], 'val_loss': [...]}")
 
-    fig = _new_figure((5.0 * len(panels) + (0.0 if len(panels) > 1 else 1.0), 4.0), 120,
+    longest = max(len(c) for c in curves.values())
+    if kept_epoch is not None and not epochs <= int(kept_epoch) < epochs + longest:
+        raise ValueError(f"kept_epoch {kept_epoch} is not one of the epochs in the history "
+                         f"({epochs} to {epochs + longest - 1})")
+    columns = min(len(panels), 2)
+    rows = math.ceil(len(panels) / columns)
+    fig = _new_figure((5.0 * columns + (0.0 if columns > 1 else 1.0), 4.0 * rows), 120,
                       layout="constrained")
     fig.suptitle(title or "Learning curves", fontsize=13, fontweight="bold")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    bests = [_curve_panel(ax, name, curves.get(name), curves.get(f"val_{name}"), epochs)
+    grid = fig.subplots(rows, columns, squeeze=False).reshape(-1)
+    for ax in grid[len(panels):]:
+        ax.remove()  # an odd number of panels leaves one cell of the grid empty
+    axes = grid[:len(panels)]
+    bests = [_curve_panel(ax, name, curves.get(name), curves.get(f"val_{name}"), epochs,
+                          kept_epoch)
              for ax, name in zip(axes, panels)]
     if any(best is not None for best in bests):
         # The notes are placed where they hide the least of the curves, which needs the final
@@ -178,7 +192,7 @@ def _history_dict(history):
     return curves, first
 
 
-def _curve_panel(ax, name, train, val, first_epoch):
+def _curve_panel(ax, name, train, val, first_epoch, kept_epoch=None):
     from matplotlib.ticker import MaxNLocator
 
     longest = max(len(c) for c in (train, val) if c is not None)
@@ -192,11 +206,17 @@ def _curve_panel(ax, name, train, val, first_epoch):
         ax.plot(x, values, color=color, label=label, linewidth=1.8, marker=marker, markersize=4)
 
     best = None
-    if val is not None and np.isfinite(val).any():
+    shown = val if val is not None else train
+    if kept_epoch is not None and shown is not None and kept_epoch - first_epoch < len(shown) \
+            and np.isfinite(shown[kept_epoch - first_epoch]):
+        # the epoch whose weights the model kept, the same in every panel
+        best = (int(kept_epoch), float(shown[kept_epoch - first_epoch]), "kept")
+    elif kept_epoch is None and val is not None and np.isfinite(val).any():
         maximize = name != "loss" and _higher_is_better(name)
         # the first best epoch, as EarlyStopping(restore_best_weights=True) would keep it
         i = int(np.nanargmax(val) if maximize else np.nanargmin(val))
-        best = (first_epoch + i, float(val[i]))
+        best = (first_epoch + i, float(val[i]), "best")
+    if best is not None:
         ax.axvline(best[0], color=_BEST_COLOR, linewidth=0.8, linestyle=":", alpha=0.7,
                    zorder=1)
         ax.plot([best[0]], [best[1]], "o", color=_BEST_COLOR, markersize=8, zorder=5,
@@ -212,12 +232,12 @@ def _curve_panel(ax, name, train, val, first_epoch):
     return best
 
 
-def _place_note(ax, epoch, value, renderer):
-    """Annotate the best epoch, trying offsets around the dot and keeping the one whose box
-    stays inside the axes and covers the fewest points of the curves."""
+def _place_note(ax, epoch, value, label, renderer):
+    """Annotate the best (or kept) epoch, trying offsets around the dot and keeping the one
+    whose box stays inside the axes and covers the fewest points of the curves."""
     from matplotlib.text import Text
 
-    note = ax.annotate(f"best: epoch {epoch}\n{_fmt(value)}", xy=(epoch, value),
+    note = ax.annotate(f"{label}: epoch {epoch}\n{_fmt(value)}", xy=(epoch, value),
                        xytext=(0, 0), textcoords="offset points", fontsize=8.5,
                        color=_BEST_COLOR, zorder=6, multialignment="left",
                        bbox=dict(boxstyle="round,pad=0.3", facecolor="white",
