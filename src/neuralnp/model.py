@@ -21,11 +21,8 @@ from .backend import check_device, resolve_dtype
 from .callbacks import CallbackList, History, ProgbarLogger
 from .layers import Layer, deserialize as deserialize_layer
 from .layers.activations import Activation, Sigmoid, Softmax, output_activation, sigmoid, softmax
+from .optimizers import TrainingDivergedError
 from .parameters import FlatBuffer
-
-
-class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or infinite; the model keeps the last finite weights."""
 
 
 def _kind(value):
@@ -76,6 +73,15 @@ class Sequential:
     def build(self, input_shape):
         """Create every layer's weights for inputs of ``input_shape`` (with or without a leading
         ``None`` batch axis) and gather them into the flat buffer."""
+        self.build_layers(input_shape)
+        self.buffer = FlatBuffer([p for layer in self.layers for p in layer.parameters()], self.dtype)
+        self.built = True
+        if self.optimizer is not None:
+            self._prepare_training()
+
+    def build_layers(self, input_shape):
+        """Build each layer in turn for ``input_shape``, without gathering the flat buffer
+        (under ``layers.base.weight_creation("shapes")`` this only works out the shapes)."""
         if not self.layers:
             raise ValueError("the model has no layers; pass a list to Sequential([...]) or add()")
         shape = tuple(input_shape)
@@ -86,10 +92,6 @@ class Sequential:
             shape = layer.build_for(shape, self.dtype, self.rng)
         self.output_shape = shape
         self.layers[0].need_input_grad = False
-        self.buffer = FlatBuffer([p for layer in self.layers for p in layer.parameters()], self.dtype)
-        self.built = True
-        if self.optimizer is not None:
-            self._prepare_training()
 
     def _declared_input_shape(self):
         dim = getattr(self.layers[0], "input_dim", None) if self.layers else None
@@ -320,12 +322,17 @@ class Sequential:
                     xb = x.take(rows, axis=0, out=xbuf[:hi - lo], mode="clip")
                     yb = y.take(rows, axis=0, out=ybuf[:hi - lo], mode="clip")
                     wb = None if w is None else w.take(rows, out=wbuf[:hi - lo], mode="clip")
-                if strategy is None:
-                    loss = self._train_step(xb, yb, wb)
-                else:
-                    loss = self._train_step_sharded(xb, yb, wb, strategy)
+                try:
+                    if strategy is None:
+                        loss = self._train_step(xb, yb, wb)
+                    else:
+                        loss = self._train_step_sharded(xb, yb, wb, strategy)
+                except TrainingDivergedError as exc:  # the optimizer put the weights back
+                    loss = math.nan
+                    self._diverged(str(exc), cbs, self.optimizer.iterations)
+                    break
                 if not math.isfinite(loss):
-                    self._diverged(loss, cbs)
+                    self._diverged(f"the loss became {loss}", cbs, self.optimizer.iterations + 1)
                     break
                 total += loss * (stop - start)
                 cbs.on_batch_end(batch, {"loss": loss})
@@ -421,18 +428,17 @@ class Sequential:
     def _penalty(self):
         return sum(regularizer(param.value) for param, regularizer in self._regularized)
 
-    def _diverged(self, loss, callbacks):
+    def _diverged(self, what, callbacks, step):
         from .callbacks import TerminateOnNaN
-        step = self.optimizer.iterations + 1
         if any(isinstance(cb, TerminateOnNaN) for cb in callbacks.callbacks):
-            print(f"TerminateOnNaN: the loss became {loss} at optimizer step {step}; training "
-                  "stopped with the last finite weights")
+            print(f"TerminateOnNaN: {what} at optimizer step {step}; training stopped with the "
+                  "last finite weights")
             self.stop_training = True
             return
         raise TrainingDivergedError(
-            f"the loss became {loss} at optimizer step {step}; the model keeps its last finite "
-            "weights. Lower the learning rate or scale the inputs"
-        )
+            f"{what} at optimizer step {step}; the model keeps its last finite weights. Lower "
+            "the learning rate or scale the inputs"
+        ) from None
 
     def _class_weights(self, class_weight, y):
         """Per-sample weights from ``{class: weight}`` for targets in the loss's form."""
@@ -594,10 +600,12 @@ class Sequential:
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, build=True):
+        """The model ``config`` describes; built (with fresh weights) when it names an input
+        shape and ``build`` is true."""
         model = cls([deserialize_layer(spec) for spec in config["layers"]], seed=config.get("seed"),
                     dtype=config.get("dtype", "float32"), name=config.get("name", "sequential"))
-        if config.get("input_shape") is not None:
+        if build and config.get("input_shape") is not None:
             model.build(tuple(config["input_shape"]))
         return model
 

@@ -25,6 +25,14 @@ from . import kernels, schedules
 from ._registry import Configurable, resolve, serialize
 
 
+class TrainingDivergedError(FloatingPointError):
+    """The loss, or an update, became NaN or infinite; the model keeps the last finite weights.
+
+    Defined here, below the model, because the optimizer raises it too (re-exported as
+    ``neuralnp.TrainingDivergedError``).
+    """
+
+
 def _check_range(name, value, low, high, low_open=False, high_open=True):
     value = float(value)
     ok = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
@@ -64,6 +72,13 @@ class Optimizer(Configurable):
             if arr is None or arr.shape != buffer.values.shape:
                 self.state[name] = np.full_like(buffer.values, self._initial_state(name))
         self._tmp = np.empty_like(buffer.values)
+        # The weights before each step, put back when the step makes any of them NaN or inf.
+        self._previous = np.empty_like(buffer.values)
+        self._lr_limit = float(np.finfo(buffer.dtype).max)
+        if not callable(self.learning_rate) and not self.learning_rate <= self._lr_limit:
+            raise ValueError(f"learning_rate {self.learning_rate:g} is infinite in the model's "
+                             f"{buffer.dtype.name} (largest {self._lr_limit:.3g}), so every "
+                             "update would be too; pass a learning rate such as 1e-3")
 
     def _initial_state(self, name):
         return 0.0
@@ -78,6 +93,10 @@ class Optimizer(Configurable):
         if self.buffer is None:
             raise RuntimeError("the optimizer is not bound to a model; call model.compile() first")
         lr = self.current_learning_rate()
+        if not -self._lr_limit <= lr <= self._lr_limit:  # NaN fails too
+            raise ValueError(f"the learning-rate schedule gave {lr!r} for step {self.iterations}, "
+                             f"which is not a finite {self.buffer.dtype.name} number (|lr| <= "
+                             f"{self._lr_limit:.3g}); make it return rates such as 1e-3")
         self.iterations += 1
         params, grads = self.buffer.values, self.buffer.grads
         if self.clipvalue is not None:
@@ -90,7 +109,15 @@ class Optimizer(Configurable):
         if self.weight_decay and not self.decoupled_weight_decay:
             np.multiply(params, self.weight_decay, out=self._tmp)
             grads += self._tmp
+        np.copyto(self._previous, params)
         self._update(params, grads, lr)
+        # One BLAS pass, no temporary: a NaN or inf weight makes the sum of squares non-finite.
+        # It also overflows for weights near 1e19, so that case is confirmed element-wise.
+        if not math.isfinite(np.dot(params, params)) and not np.isfinite(params).all():
+            bad = int(params.size - np.count_nonzero(np.isfinite(params)))
+            np.copyto(params, self._previous)
+            raise TrainingDivergedError(
+                f"the update made {bad} of {params.size} weights NaN or infinite")
 
     decoupled_weight_decay = False
 
@@ -104,7 +131,12 @@ class Optimizer(Configurable):
 
     def load_state_dict(self, state):
         state = dict(state)
-        self.iterations = int(state.pop("iterations", 0))
+        iterations = state.pop("iterations", 0)
+        if (isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer))
+                or not 0 <= iterations < 2 ** 53):
+            raise ValueError(f"the optimizer's step count must be an integer in [0, 2**53), got "
+                             f"{iterations!r}")
+        self.iterations = int(iterations)
         unknown = set(state) - set(self.slots)
         if unknown:
             raise ValueError(f"{type(self).__name__} has no state named {sorted(unknown)}")
@@ -352,12 +384,34 @@ class Nadam(Adam):
     def _mu(self, t):
         return self.beta_1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
 
+    def state_dict(self):
+        """Adam's state plus ``mu_product`` (Π_t), so that loading takes constant time."""
+        return {**super().state_dict(), "mu_product": self._mu_product}
+
     def load_state_dict(self, state):
+        state = dict(state)
+        mu_product = state.pop("mu_product", None)
         super().load_state_dict(state)
-        # Π_t is a pure function of t: rebuild it with the same multiplications, bit for bit.
-        self._mu_product = 1.0
-        for t in range(1, self.iterations + 1):
-            self._mu_product *= self._mu(t)
+        if mu_product is None:  # a state saved before Π_t was
+            mu_product = self._rebuild_mu_product(self.iterations)
+        if (isinstance(mu_product, bool) or not isinstance(mu_product, (float, int, np.floating))
+                or not 0.0 <= mu_product <= 1.0):
+            raise ValueError(f"Nadam's mu_product must be a number in [0, 1], got {mu_product!r}")
+        self._mu_product = float(mu_product)
+
+    def _rebuild_mu_product(self, steps, limit=10 ** 6):
+        """Π_t with the multiplications the steps made, bit for bit. μ_k < 1 never decreases
+        with k, so once a product stops changing (0, or the smallest subnormal, which rounds
+        back to itself) it never changes again: for the usual β₁ that happens within thousands
+        of steps and the loop ends there. Past ``limit`` steps μ_k equals β₁ to the last bit,
+        so a power finishes it."""
+        product = 1.0
+        for t in range(1, min(steps, limit) + 1):
+            new = product * self._mu(t)
+            if new == product:
+                return product
+            product = new
+        return product * self.beta_1 ** max(0, steps - limit)
 
     def _update(self, params, grads, lr):
         t, tmp = self.iterations, self._tmp

@@ -17,10 +17,10 @@ class Parameter:
     model's flat buffers. A layer's ``backward`` overwrites ``grad`` (it never accumulates).
     """
 
-    def __init__(self, name, value):
+    def __init__(self, name, value, grad=None):
         self.name = name
         self.value = value
-        self.grad = np.zeros_like(value)
+        self.grad = np.zeros_like(value) if grad is None else grad
 
     @property
     def shape(self):
@@ -50,8 +50,9 @@ class FlatBuffer:
         self.offsets = []
         offset = 0
         for p in self.parameters:
-            self.values[offset:offset + p.size] = p.value.ravel()
-            p.value = self.values[offset:offset + p.size].reshape(p.shape)
+            view = self.values[offset:offset + p.size].reshape(p.shape)
+            view[...] = p.value  # no temporary, whatever p.value's strides
+            p.value = view
             p.grad = self.grads[offset:offset + p.size].reshape(p.shape)
             self.offsets.append(offset)
             offset += p.size

@@ -5,6 +5,8 @@ and ``backward`` (overwriting its parameters' gradients and returning the gradie
 its input). It never updates its own weights: that is the optimizer's job.
 """
 
+import contextlib
+import contextvars
 import re
 
 import numpy as np
@@ -61,18 +63,29 @@ class Layer(Configurable):
         """Create parameters with :meth:`add_weight`; the default layer has none."""
 
     def add_weight(self, name, shape, initializer):
-        init = initializers.get(initializer)
-        param = Parameter(f"{self.name}.{name}", init(tuple(shape), self.dtype, self._rng))
+        param = self._new_parameter(name, shape, initializer, trainable=True)
         self._params.append(param)
         return param
 
     def add_state(self, name, shape, initializer):
         """A non-trainable array (running statistics, say): saved and exchanged with the
         weights, but outside the flat parameter buffer, so no optimizer ever touches it."""
-        init = initializers.get(initializer)
-        state = Parameter(f"{self.name}.{name}", init(tuple(shape), self.dtype, self._rng))
+        state = self._new_parameter(name, shape, initializer, trainable=False)
         self._states.append(state)
         return state
+
+    def _new_parameter(self, name, shape, initializer, trainable):
+        init = initializers.get(initializer)
+        shape, full_name = tuple(shape), f"{self.name}.{name}"
+        mode = _WEIGHTS.get()
+        if mode == "initialize":
+            return Parameter(full_name, init(shape, self.dtype, self._rng))
+        # A zero-strided view of one zero: any shape, no memory. The flat buffer gives trainable
+        # parameters their storage; states get theirs here, uninitialised, when filled later.
+        placeholder = np.broadcast_to(np.zeros((), self.dtype), shape)
+        if mode == "uninitialized" and not trainable:
+            return Parameter(full_name, np.empty(shape, self.dtype))
+        return Parameter(full_name, placeholder, grad=placeholder)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -122,6 +135,12 @@ class Layer(Configurable):
     def count_params(self):
         return sum(p.size for p in self.variables())
 
+    def own_generator(self):
+        """The random generator this layer keeps apart from the model's (a seeded Dropout's),
+        or None; a saved model stores its state, so a resumed fit draws what one unbroken
+        fit would have drawn."""
+        return None
+
     def get_weights(self):
         """Copies of the weights as NumPy arrays, in Keras's order and shapes."""
         return [np.array(p.value, copy=True) for p in self.variables()]
@@ -156,6 +175,23 @@ class Layer(Configurable):
 
 
 _counters = {}
+
+# How add_weight / add_state create arrays: "initialize" (draw from the initializer),
+# "uninitialized" (the caller fills every weight next, as load_model does) or "shapes" (no
+# memory at all: only the names and shapes are wanted, e.g. to check a file before allocating).
+_WEIGHTS = contextvars.ContextVar("neuralnp_weights", default="initialize")
+
+
+@contextlib.contextmanager
+def weight_creation(mode):
+    """Within the block, layers built create their weights as ``mode`` says (see ``_WEIGHTS``)."""
+    if mode not in ("initialize", "uninitialized", "shapes"):
+        raise ValueError(f"unknown weight creation mode {mode!r}")
+    token = _WEIGHTS.set(mode)
+    try:
+        yield
+    finally:
+        _WEIGHTS.reset(token)
 
 
 def _default_name(class_name):

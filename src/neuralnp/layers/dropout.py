@@ -70,6 +70,9 @@ class Dropout(Layer):
                         f"to the input (batch, {', '.join(map(str, input_shape))}); each entry "
                         "must be None, 1 or the input's size")
 
+    def own_generator(self):
+        return self._mask_rng if self.seed is not None else None
+
     def _mask_shape(self, x_shape):
         if self.noise_shape is None:
             return x_shape

@@ -1,0 +1,14 @@
+"""The library's own exceptions, in a module that imports nothing else of the library."""
+
+
+class ModelFileError(ValueError):
+    """A model file (folder or .zip) is damaged, hostile, foreign or unreadable.
+
+    The message names the file and what is wrong with it. Every failure while reading a model
+    file ends in this one type, whatever the file holds.
+    """
+
+    def __init__(self, path, problem):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
