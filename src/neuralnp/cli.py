@@ -60,6 +60,25 @@ def _example(text):
     return "example:\n" + textwrap.indent(textwrap.dedent(text).strip(), "  ")
 
 
+def _delimiter_flag(p):
+    p.add_argument("--delimiter", metavar="CHAR", help="the cell separator: , ; | or '\\t' "
+                   "(default: detected from the first rows)")
+
+
+def _delimiter(args):
+    text = getattr(args, "delimiter", None)
+    return {"\\t": "\t", "tab": "\t"}.get(text, text)
+
+
+def _reading(text):
+    """Said before a large file is read, on stderr so that piped output stays data."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def _notice(text):
+    _say(f"notice: {text}")
+
+
 def build_parser():
     parser = _Parser(prog="neuralnp", description="Train small neural networks on CSV files.",
                      epilog=_example("""
@@ -122,6 +141,11 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the weights, the shuffles and the validation split")
     p.add_argument("--out", default="model", metavar="MODEL", help="model folder")
+    p.add_argument("--drop", nargs="+", default=[], metavar="COL",
+                   help="columns to leave out (names or numbers)")
+    p.add_argument("--keep", nargs="+", default=[], metavar="COL",
+                   help="columns to use even when they look like identifiers")
+    _delimiter_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over MPI, run as: mpirun -n K neuralnp train ... "
@@ -140,12 +164,14 @@ def build_parser():
                    help="a column of DATA to copy as the first column of the predictions; "
                         "repeat for several (default: the identifier columns that train "
                         "dropped, or the row number)")
+    _delimiter_flag(p)
     p.set_defaults(run=cmd_predict)
 
     p = sub.add_parser("evaluate", help="scores of a model on a labelled CSV file",
                        epilog=_example("neuralnp evaluate model valid.csv"))
     p.add_argument("model", help="a model folder written by neuralnp train")
     p.add_argument("data", help="rows with the training file's columns, target included")
+    _delimiter_flag(p)
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("info", help="describe a model", epilog=_example("neuralnp info model"))
@@ -338,7 +364,7 @@ def cmd_split(args):
         _check_output(path, "--out", "file", inputs=[args.data])
     for path in outputs:
         _check_output(path, "--out", "file", overwrite=args.overwrite)
-    table = read_csv(args.data)
+    table = read_csv(args.data, notify=_reading)
     rows = np.arange(len(table))
     labels = None
     if args.stratify is not None:
@@ -347,7 +373,8 @@ def cmd_split(args):
                                     stratify=labels)
     names = table.names if table.has_header else None
     for path, part in zip(outputs, (np.sort(train), np.sort(valid))):
-        write_csv(path, names, [table.rows[i] for i in part])  # None: no header
+        write_csv(path, names, [table.rows[i] for i in part],  # None: no header
+                  delimiter=table.delimiter)  # decimal commas stay unambiguous
         _say(f"{path}: {len(part)} rows")
     return 0
 
@@ -355,15 +382,15 @@ def cmd_split(args):
 # -- train ----------------------------------------------------------------------------------------
 
 def _prepare(table, target_index, source):
-    """Rows of ``table`` whose target is present, with a notice when some are not."""
-    from .tabular import Table, is_missing
-    keep = [row for row in table.rows if not is_missing(row[target_index])]
-    dropped = len(table) - len(keep)
+    """Rows of ``table`` whose target is usable, with a notice when some are not."""
+    from .tabular import usable_target_rows
+    keep, why = usable_target_rows(table.column_data(target_index), table.row_numbers)
+    dropped = len(table) - int(keep.sum())
     if dropped:
-        _say(f"notice: {source}: {dropped} rows without a target value are left out")
-    if not keep:
+        _notice(f"{source}: {dropped} rows without a usable target value are left out{why}")
+    if not keep.any():
         raise ValueError(f"{source}: no row has a value in the target column")
-    return Table(table.names, keep, source=table.source, has_header=table.has_header)
+    return table.take(keep) if dropped else table
 
 
 _REGRESSION_LOSSES = ("mse", "mae", "huber")
@@ -420,6 +447,20 @@ def _check_train_args(args):
     if not args.validation and not 0.0 < args.validation_split < 1.0:
         raise ValueError(f"--validation-split must be between 0 and 1, got "
                          f"{args.validation_split}")
+
+
+def _drop_and_keep(table, target_name, args):
+    """The names of --drop and --keep, checked against the table's columns."""
+    names = {}
+    for flag in ("drop", "keep"):
+        names[flag] = {table.names[table.index(c, f"--{flag} column")] for c in getattr(args, flag)}
+        if target_name in names[flag]:
+            raise ValueError(f"--{flag} {target_name}: that is the target column")
+    both = names["drop"] & names["keep"]
+    if both:
+        raise ValueError(f"{', '.join(sorted(both))} is given to both --drop and --keep; "
+                         "choose one")
+    return names["drop"], names["keep"]
 
 
 def _check_target(target_encoder, name, cells, split):
@@ -550,32 +591,35 @@ def cmd_train(args):
     _check_output(args.out, "--out", "model", inputs=[args.data, args.validation])
     strategy = _strategy(args)
 
-    table = read_csv(args.data)
+    table = read_csv(args.data, delimiter=_delimiter(args), notify=_reading)
     target = table.index(args.target, "target column")
     target_name = table.names[target]
     table = _prepare(table, target, args.data)
     target_encoder = TargetEncoder(None if args.task == "auto" else args.task)
-    target_encoder.fit(target_name, table.column(target))
+    target_encoder.fit(target_name, table.column_data(target))
     _check_target(target_encoder, target_name, table.column(target), split=not args.validation)
     units, activation, loss = _output_and_loss(target_encoder.task, target_encoder.n_outputs,
                                                args.loss)
 
     if args.validation:
         train_table = table
-        valid_table = read_csv(args.validation, header=table.has_header)
+        valid_table = read_csv(args.validation, header=table.has_header,
+                               delimiter=_delimiter(args), notify=_reading)
         valid_table = _prepare(valid_table, valid_table.index(target_name, "target column"),
                                args.validation)
     else:
         train_table, valid_table = _split_rows(table, target, target_encoder, args)
     features = [i for i in range(len(table.names)) if i != target]
-    encoder = TableEncoder().fit(train_table, features)
+    drop, keep = _drop_and_keep(table, target_name, args)
+    encoder = TableEncoder().fit(train_table, features, drop=drop, keep=keep)
     for notice in encoder.notices:
         _say(f"notice: {notice}")
     x_train = encoder.transform(train_table)
-    y_train = target_encoder.transform(train_table.column(target), args.data)
-    x_valid = encoder.transform(valid_table)
+    y_train = target_encoder.transform(train_table.column_data(target), args.data)
+    x_valid = encoder.transform(valid_table, notify=_notice)
     valid_target = valid_table.names.index(target_name)
-    y_valid = target_encoder.transform(valid_table.column(valid_target), valid_table.source)
+    y_valid = target_encoder.transform(valid_table.column_data(valid_target),
+                                       valid_table.source)
 
     layers = []
     for size in args.layers:
@@ -691,16 +735,13 @@ def _curve_metrics(history):
 
 def _split_rows(table, target, target_encoder, args):
     from .preprocessing import train_test_split
-    from .tabular import Table
     rows = np.arange(len(table))
     labels = None
-    if target_encoder.task != "regression":
-        labels = np.array(table.column(target))
+    if target_encoder.task != "regression":  # class numbers: '1' and '1.0' are one stratum
+        labels = target_encoder.transform(table.column_data(target), table.source)
     train, valid = train_test_split(rows, test_size=args.validation_split, seed=args.seed,
                                     stratify=labels)
-    part = lambda idx: Table(table.names, [table.rows[i] for i in np.sort(idx)],  # noqa: E731
-                             source=table.source, has_header=table.has_header)
-    return part(train), part(valid)
+    return table.take(np.sort(train)), table.take(np.sort(valid))
 
 
 def _plots():
@@ -729,21 +770,22 @@ def _load(path, need_cli=True):
 def _score(model, meta, target_encoder, table, x, out_folder):
     """Scores (and, for classes, the confusion matrix) when ``table`` carries the target."""
     from . import metrics
-    from .tabular import is_missing
     target = meta["target"]
     if target not in table.names:
         return None
-    cells = table.column(table.names.index(target))
-    present = np.array([not is_missing(c) for c in cells])
+    column = table.column_data(table.names.index(target))
+    present = ~column.missing()
     if not present.any():
         return None
-    y = target_encoder.transform([c for c, p in zip(cells, present) if p], table.source)
-    scores = _scores_of(model, target_encoder, x[present], y)
+    if not present.all():  # a copy of x only when some rows lack the target
+        column, x = column.take(np.flatnonzero(present)), x[present]
+    y = target_encoder.transform(column, table.source)
+    scores = _scores_of(model, target_encoder, x, y)
     rows = [(k, f"{scores[k]:.4f}") for k in _shown(scores, target_encoder.task)]
     _table(f"scores on {Path(table.source).name} ({int(present.sum())} rows)", ["", "value"], rows)
     if target_encoder.task != "regression":
         names = target_encoder.classes
-        matrix = metrics.confusion_matrix(y, model.predict(x[present]), num_classes=len(names))
+        matrix = metrics.confusion_matrix(y, model.predict(x), num_classes=len(names))
         _table("confusion matrix (rows: true, columns: predicted)", ["true \\ predicted", *names],
                [(n, *row) for n, row in zip(names, matrix.tolist())])
         _try_plot("confusion matrix", lambda: _plots().confusion_matrix(
@@ -756,12 +798,13 @@ def cmd_predict(args):
     from .tabular import read_csv, write_csv
     _check_output(args.out, "--out", "file", inputs=[args.data, args.model])
     model, meta, encoder, target_encoder = _load(args.model)
-    table = read_csv(args.data, header=meta["header"])
+    table = read_csv(args.data, header=meta["header"], delimiter=_delimiter(args),
+                     notify=_reading)
     if args.id:
         ids = [table.names[table.index(col, "--id column")] for col in args.id]
     else:  # the identifiers train dropped, when this file has them
         ids = [c for c in meta.get("id_columns", []) if c in table.names]
-    x = encoder.transform(table)
+    x = encoder.transform(table, notify=_notice)
     predicted, probs = target_encoder.decode(model.predict(x))
     if ids:
         columns = [table.column(table.names.index(c)) for c in ids]
@@ -783,8 +826,10 @@ def cmd_predict(args):
 def cmd_evaluate(args):
     from .tabular import read_csv
     model, meta, encoder, target_encoder = _load(args.model)
-    table = read_csv(args.data, header=meta["header"])
-    if _score(model, meta, target_encoder, table, encoder.transform(table), args.model) is None:
+    table = read_csv(args.data, header=meta["header"], delimiter=_delimiter(args),
+                     notify=_reading)
+    x = encoder.transform(table, notify=_notice)
+    if _score(model, meta, target_encoder, table, x, args.model) is None:
         raise ValueError(f"{args.data} has no values in the target column {meta['target']!r}; "
                          "evaluate needs labelled rows")
     return 0

@@ -1,23 +1,32 @@
-"""Tables from CSV files, and the encoders that turn their raw rows into network inputs.
+"""Tables from CSV files, and the encoders that turn their raw cells into network inputs.
 
 This is what the ``neuralnp`` command saves inside a model, so that ``predict`` takes rows exactly
 like the training file. :class:`TableEncoder` types each feature column and remembers how to
 encode it:
 
-- numbers are standardised, ``(x - mean) / std``; missing numbers get the training median;
+- a column whose cells are mostly numbers is numeric (``45,123`` and, in ``;``-separated files,
+  ``1,5`` included); the few cells that are not numbers count as missing, with a notice naming
+  them. Numbers are standardised, ``(x - mean) / std``; missing numbers get the training median;
 - text is one-hot encoded; categories seen fewer than ``min_frequency`` times share one
   ``other`` column, and missing text gets the most frequent category;
-- identifier-like columns (a distinct value in every row: names, ids), empty and constant
-  columns are dropped.
+- identifiers are dropped: text with a different value in every row (names, ticket codes), and
+  numbers only when their name and values say so (``id``, ``customer_id``, ``PassengerId``, a
+  1, 2, 3, ... counter). Empty and constant columns are dropped too.
 
 :class:`TargetEncoder` decides the task from the target column: text or at most 20 distinct
-whole numbers make a classification (binary with two classes), anything else a regression.
-Every decision is reported as a notice, a plain sentence for the user.
+whole numbers make a classification (binary with two classes; ``1`` and ``1.0`` are one class),
+anything else a regression. Every decision is reported as a notice, a plain sentence for the user.
+
+Files are read by pyarrow's multi-threaded CSV reader when it is installed (the ``cli`` extra)
+and by the standard library's ``csv`` module otherwise; a :class:`Column` keeps the cells as text
+either way, in Arrow's compact buffers or a NumPy array, and works out numbers and categories
+when asked, so a 128 MB file is held once, not as millions of Python strings.
 """
 
 import csv
 import math
 import os
+import re
 from collections import Counter
 
 import numpy as np
@@ -26,6 +35,22 @@ from ._files import atomic_write
 
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
 MAX_CLASSES_FOR_NUMBERS = 20
+# A column is numeric when at least this share of its non-missing cells are numbers: one typo or
+# 'unknown' must not turn ages into a one-hot block, while a ticket column where three codes in
+# four happen to be numbers stays text.
+MOSTLY_NUMBERS = 0.9
+# Files at least this large get a "reading ..." line first: reading them takes long enough that
+# a silent terminal looks stuck.
+ANNOUNCE_BYTES = 16 * 2**20
+DELIMITERS = (",", "\t", ";", "|")
+SAMPLE_BYTES = 1 << 16
+SHOWN = 3  # cells named in a notice
+
+_COMMA_GROUPS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")        # 45,123   1,234.5
+_POINT_GROUPS = re.compile(r"[+-]?\d{1,3}([. ]\d{3})+(,\d+)?")      # 45.123   45.123,50
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")                         # 1,5      ,25
+_ID_SUFFIX = re.compile(r"(^|[\s_.\-#])(id|uuid|guid)$")
+_CAMEL_ID = re.compile(r"[a-z0-9](Id|ID)$")
 
 
 def is_missing(cell):
@@ -40,17 +65,245 @@ def _to_float(cell):
     return value if math.isfinite(value) else None
 
 
-class Table:
-    """Rows of text cells with column names (``"0"``, ``"1"``, ... for a file without header)."""
+def _number(text, decimal_comma):
+    """The number a stripped cell holds as people write it, or None. Not-finite values (inf) are
+    returned as such; the caller decides what they mean."""
+    if decimal_comma and (_POINT_GROUPS.fullmatch(text) or _DECIMAL_COMMA.fullmatch(text)):
+        return float(text.replace(".", "").replace(" ", "").replace(",", "."))
+    if decimal_comma and "," in text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if _COMMA_GROUPS.fullmatch(text):
+        return float(text.replace(",", ""))
+    return None
 
-    def __init__(self, names, rows, source="table", has_header=True):
-        self.names, self.rows, self.source, self.has_header = list(names), rows, source, has_header
+
+def _decimal_comma(levels, delimiter):
+    """Whether a column's commas are decimal marks. In a ``;``-separated file they are (that is
+    why such files use ``;``); in a ``,``-separated one a comma can only group thousands; in
+    tab- or ``|``-separated files the cells decide: ``1,5`` is a decimal, ``45,123`` a group."""
+    commas = [level for level in levels if "," in level]
+    if not commas or delimiter == ",":
+        return False
+    if delimiter == ";":
+        return True
+    return not all(_COMMA_GROUPS.fullmatch(level) for level in commas)
+
+
+def _plural(k, one, many):
+    return f"{k} {one if k == 1 else many}"
+
+
+def _listing(rows, cells, total):
+    shown = ", ".join(f"row {r}: {c!r}" for r, c in zip(rows, cells))
+    return shown + (", ..." if total > len(rows) else "")
+
+
+def _arrow():
+    """pyarrow's CSV reader and compute functions, or None when pyarrow is not installed."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pcsv
+    except ImportError:
+        return None
+    return pa, pc, pcsv
+
+
+def _missing_spellings():
+    # Exact spellings for Arrow's vectorised lookup; any other spelling (' NA', 'nULL') still
+    # counts as missing through the slower per-distinct-value path.
+    words = set()
+    for word in MISSING:
+        words |= {word, word.upper(), word.title(), word.capitalize()}
+    return sorted(words | {"NaN"})
+
+
+class Column:
+    """One column's cells as text, with the questions the encoders ask of it.
+
+    The cells live in an Arrow string array (pyarrow reader) or a NumPy object array of str
+    (``csv`` reader, or a list given by hand); the answers are NumPy arrays either way. A column
+    taken from another (the training part of a file) keeps only the positions it covers: the
+    cells are gathered when a question is asked, so a split costs index arrays, not a copy of
+    the file.
+    """
+
+    def __init__(self, cells, delimiter=",", positions=None):
+        if isinstance(cells, (list, tuple)):
+            cells = np.array(cells, dtype=object)
+        self.store, self.delimiter, self.positions = cells, delimiter, positions
+        self._is_arrow = not isinstance(cells, np.ndarray)
 
     def __len__(self):
-        return len(self.rows)
+        return len(self.store) if self.positions is None else len(self.positions)
+
+    def take(self, positions):
+        positions = np.asarray(positions, dtype=np.int64)
+        if self.positions is not None:
+            positions = self.positions[positions]
+        return Column(self.store, self.delimiter, positions)
+
+    def _data(self):
+        if self.positions is None:
+            return self.store
+        if self._is_arrow:
+            return self.store.take(_arrow()[0].array(self.positions))
+        return self.store[self.positions]
+
+    def cells(self, positions=None):
+        """The cells as a list of str (all of them, or those at ``positions``)."""
+        data = (self if positions is None else self.take(positions))._data()
+        return data.to_pylist() if self._is_arrow else list(data)
+
+    def codes(self):
+        """``(codes, levels)``: ``levels`` the distinct stripped non-missing cells, ``codes``
+        (int64, one per row) the position of each cell's level, -1 where it is missing."""
+        if self._is_arrow:
+            return self._arrow_codes()
+        index = {}
+        codes = np.fromiter((index.setdefault(c, len(index)) for c in self._data()),
+                            dtype=np.int64, count=len(self))
+        # Stripping and missing spellings can merge raw values: ' paris' and 'paris', '' and 'NA'.
+        levels, merged, remap = [], {}, np.empty(len(index) + 1, dtype=np.int64)
+        for i, cell in enumerate(index):
+            text = cell.strip()
+            if text.lower() in MISSING:
+                remap[i] = -1
+                continue
+            remap[i] = merged.setdefault(text, len(levels))
+            if remap[i] == len(levels):
+                levels.append(text)
+        remap[-1] = -1
+        return remap[codes], levels
+
+    def _arrow_codes(self):
+        pa, pc, _ = _arrow()
+        data = self._data()
+        if isinstance(data, pa.ChunkedArray):
+            data = data.combine_chunks()
+        encoded = pc.dictionary_encode(pc.utf8_trim_whitespace(data))
+        dictionary = encoded.dictionary
+        missing = pc.is_in(pc.utf8_lower(dictionary), value_set=pa.array(sorted(MISSING)))
+        missing = missing.to_numpy(zero_copy_only=False).astype(bool)
+        remap = np.append(np.cumsum(~missing) - 1, -1)
+        remap[:-1][missing] = -1
+        levels = dictionary.filter(pa.array(~missing)).to_pylist()
+        return remap[encoded.indices.to_numpy(zero_copy_only=False)], levels
+
+    def numbers(self, decimal_comma=None, codes=None, mostly=None):
+        """``(values, missing, bad, decimal_comma)``: float64 values (NaN where a cell is missing
+        or not a finite number), the missing cells, the present cells that are not finite
+        numbers, and whether commas were read as decimal marks.
+
+        ``codes``: this column's :meth:`codes`, when the caller has them. ``mostly``: a share of
+        the present cells; when fewer of them are numbers the answer is None, found without
+        reading every distinct value of a text column (names, addresses).
+        """
+        if self._is_arrow and codes is None:
+            fast = self._arrow_numbers()
+            if fast is not None:
+                return fast
+        codes, levels = self.codes() if codes is None else codes
+        if decimal_comma is None:
+            decimal_comma = _decimal_comma(levels, self.delimiter)
+        counts = np.bincount(codes[codes >= 0], minlength=len(levels))
+        allowed = np.inf if mostly is None else (1.0 - mostly) * counts.sum()
+        level_values = np.empty(len(levels) + 1)
+        level_values[-1] = np.nan  # code -1 (missing) reads this last entry
+        not_numbers = 0
+        for i, level in enumerate(levels):
+            value = _number(level, decimal_comma)
+            level_values[i] = np.nan if value is None else value
+            if value is None or not math.isfinite(value):
+                not_numbers += counts[i]
+                if not_numbers > allowed:
+                    return None
+        values = level_values[codes]
+        missing = codes < 0
+        bad = ~missing & ~np.isfinite(values)
+        values[bad] = np.nan
+        return values, missing, bad, decimal_comma
+
+    def _arrow_numbers(self):
+        """Arrow's vectorised parse, when every present cell is a plain number; else None."""
+        pa, pc, _ = _arrow()
+        data = self._data()
+        try:
+            values = pc.cast(data, pa.float64())
+            missing = None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            missing = pc.is_in(data, value_set=pa.array(_missing_spellings()))
+            try:
+                values = pc.cast(pc.if_else(missing, pa.scalar(None, pa.string()), data),
+                                 pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+        values = np.array(_numpy(values), dtype=np.float64)
+        # 'nan' and 'NaN' are missing spellings; a cast reads them as NaN
+        missing = np.isnan(values) if missing is None else \
+            np.asarray(_numpy(missing), dtype=bool) | np.isnan(values)
+        bad = ~missing & ~np.isfinite(values)
+        values[bad] = np.nan
+        return values, missing, bad, False
+
+    def missing(self):
+        return self.codes()[0] < 0
+
+
+def _numpy(array):
+    pa = _arrow()[0]
+    return array.to_numpy() if isinstance(array, pa.ChunkedArray) else \
+        array.to_numpy(zero_copy_only=False)
+
+
+class Table:
+    """Named columns of text cells, read from ``source``; column names are ``"0"``, ``"1"``, ...
+    for a file without header. ``row_numbers[i]`` is row i's row in the file, counting the header
+    as row 1, so that notices point at lines a user can find."""
+
+    def __init__(self, names, columns, source="table", has_header=True, delimiter=",",
+                 row_numbers=None):
+        self.names, self.source, self.has_header = list(names), source, has_header
+        self.delimiter = delimiter
+        self.columns = [c if isinstance(c, Column) else Column(c, delimiter) for c in columns]
+        n = len(self.columns[0]) if self.columns else 0
+        self.row_numbers = (np.arange(n) + (2 if has_header else 1) if row_numbers is None
+                            else np.asarray(row_numbers))
+
+    @classmethod
+    def from_rows(cls, names, rows, **kwargs):
+        """A table from a list of rows of str (every row as long as ``names``)."""
+        columns = [np.array([row[i] for row in rows], dtype=object) for i in range(len(names))]
+        return cls(names, columns, **kwargs)
+
+    def __len__(self):
+        return len(self.row_numbers)
+
+    def take(self, positions):
+        """The table of the rows at ``positions`` (an index array or a boolean mask)."""
+        positions = np.asarray(positions)
+        if positions.dtype == bool:
+            positions = np.flatnonzero(positions)
+        return Table(self.names, [c.take(positions) for c in self.columns], source=self.source,
+                     has_header=self.has_header, delimiter=self.delimiter,
+                     row_numbers=self.row_numbers[positions])
+
+    def column_data(self, index):
+        """The :class:`Column` at position ``index``."""
+        return self.columns[index]
 
     def column(self, index):
-        return [row[index] for row in self.rows]
+        """The cells of column ``index``, as a list of str."""
+        return self.columns[index].cells()
+
+    @property
+    def rows(self):
+        """The table as a list of rows of str (slow for a large file: one str object a cell)."""
+        return [list(row) for row in zip(*(c.cells() for c in self.columns))]
 
     def index(self, spec, what="column"):
         """The position of a column given by name, or by number (counting from 0)."""
@@ -64,48 +317,135 @@ class Table:
                          f"(or give a number from 0 to {len(self.names) - 1})")
 
 
-def read_csv(path, header="auto"):
+def _size(n_bytes):
+    return f"{n_bytes / 2**20:.0f} MB" if n_bytes >= 2**20 else f"{n_bytes / 2**10:.0f} KB"
+
+
+def read_csv(path, header="auto", delimiter=None, notify=None):
     """Read a CSV file into a :class:`Table`, with one clear error per kind of bad file.
 
     ``header``: ``"auto"`` (a first row without any number, whose cells do not recur below, is a
-    header), ``True`` or ``False``.
+    header), ``True`` or ``False``. ``delimiter``: one of ``, ; tab |``, or None to detect it
+    from the first rows. ``notify(text)``, when given, hears a line before a large file is read.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} does not exist; check the path")
     if os.path.isdir(path):
         raise ValueError(f"{path} is a folder, not a CSV file")
+    size = os.path.getsize(path)
+    if notify is not None and size >= ANNOUNCE_BYTES:
+        notify(f"reading {os.path.basename(path)} ({_size(size)})...")
+    sample = _sample(path, size)
+    if delimiter is not None and len(delimiter) != 1:
+        raise ValueError(f"--delimiter must be one character such as , ; | or a tab, got "
+                         f"{delimiter!r}")
+    delimiter = delimiter or _sniff(sample)
+    first = [row for row in csv.reader(sample.splitlines(), delimiter=delimiter)
+             if any(c.strip() for c in row)]
+    if size > SAMPLE_BYTES:
+        first = first[:-1]  # the sample may end inside a row
+    if not first:
+        raise ValueError(f"{path} is empty; a CSV file with one row per sample is needed")
+    has_header = _looks_like_header(first) if header == "auto" else bool(header)
+    width = len(first[0])
+    names = _unique_names([c.strip() for c in first[0]]) if has_header else \
+        [str(i) for i in range(width)]
+    arrow = _arrow()
+    columns = None
+    if arrow is not None:
+        columns = _read_arrow(arrow, path, delimiter, has_header, width)
+    if columns is None:  # no pyarrow, or a file it refuses: the csv module says what is wrong
+        columns = _read_rows(path, delimiter, has_header, width)
+    if not len(columns[0]):
+        raise ValueError(f"{path} has a header but no data rows")
+    return Table(names, columns, source=path, has_header=has_header, delimiter=delimiter)
+
+
+def _sample(path, size):
+    with open(path, "rb") as f:
+        raw = f.read(SAMPLE_BYTES)
+    if size > SAMPLE_BYTES:  # a multi-byte character may be cut at the end
+        raw = raw[:raw.rfind(b"\n") + 1] or raw
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not a readable CSV file ({exc}); save it as UTF-8") from None
+
+
+def _sniff(sample):
+    """The delimiter that splits most of the first rows into the same number (2 or more) of
+    cells, most of them clean (a number, or text without another delimiter in it); ``,`` when
+    none does."""
+    lines = [line for line in sample.splitlines() if line.strip()][:50]
+    best, best_score = ",", 0.0
+    for delimiter in DELIMITERS:
+        rows = list(csv.reader(lines, delimiter=delimiter))
+        width, count = Counter(map(len, rows)).most_common(1)[0] if rows else (1, 0)
+        if width < 2:
+            continue
+        others = [d for d in DELIMITERS if d != delimiter]
+        cells = [c.strip() for row in rows for c in row]
+        clean = sum(_number(c, delimiter == ";") is not None or not any(d in c for d in others)
+                    for c in cells)
+        score = count / len(rows) + clean / len(cells)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _read_arrow(arrow, path, delimiter, has_header, width):
+    """The columns as Arrow string arrays, or None when the file has rows of another width or
+    is not valid UTF-8 (the ``csv`` reader then finds the row to name)."""
+    pa, _, pcsv = arrow
+    keys = [f"c{i}" for i in range(width)]
+    ragged = []
+
+    def on_ragged(row):
+        ragged.append(row)
+        return "skip"
+
+    try:
+        table = pcsv.read_csv(
+            path,
+            read_options=pcsv.ReadOptions(column_names=keys, skip_rows=1 if has_header else 0),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                            invalid_row_handler=on_ragged),
+            # Every cell stays text: Column decides what is a number, the same way for every
+            # reader, and the original text survives for `split`.
+            convert_options=pcsv.ConvertOptions(column_types={k: pa.string() for k in keys},
+                                                strings_can_be_null=False, null_values=[],
+                                                quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    if ragged:
+        return None
+    return [table.column(k) for k in keys]
+
+
+def _read_rows(path, delimiter, has_header, width):
     with open(path, newline="", encoding="utf-8-sig") as f:
         try:
-            rows = [[cell.strip() for cell in row] for row in csv.reader(f)]
+            rows = [row for row in csv.reader(f, delimiter=delimiter)
+                    if any(c.strip() for c in row)]
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ValueError(f"{path} is not a readable CSV file ({exc})") from None
-    rows = [row for row in rows if any(row)]
-    if not rows:
-        raise ValueError(f"{path} is empty; a CSV file with one row per sample is needed")
-    width = len(rows[0])
     for number, row in enumerate(rows, start=1):
         if len(row) != width:
             raise ValueError(f"{path}: row {number} has {len(row)} fields but the first row has "
                              f"{width}; every row needs the same columns")
-    has_header = _looks_like_header(rows) if header == "auto" else bool(header)
-    if has_header:
-        names = _unique_names(rows[0])
-        rows = rows[1:]
-    else:
-        names = [str(i) for i in range(width)]
-    if not rows:
-        raise ValueError(f"{path} has a header but no data rows")
-    return Table(names, rows, source=path, has_header=has_header)
+    rows = rows[1:] if has_header else rows
+    return [np.array([row[i] for row in rows], dtype=object) for i in range(width)]
 
 
 def _looks_like_header(rows):
-    first = rows[0]
+    first = [c.strip() for c in rows[0]]
     if any(_to_float(cell) is not None for cell in first):
         return False
     if len(rows) == 1:
         return True
-    below = [set(row[i] for row in rows[1:200]) for i in range(len(first))]
+    below = [set(row[i].strip() for row in rows[1:200] if i < len(row))
+             for i in range(len(first))]
     return not any(cell in seen for cell, seen in zip(first, below) if cell)
 
 
@@ -118,18 +458,49 @@ def _unique_names(cells):
     return names
 
 
-def write_csv(path, names, rows):
+def write_csv(path, names, rows, delimiter=","):
     """Write rows atomically (see :func:`neuralnp._files.atomic_write`), with a header row of
     ``names`` unless ``names`` is None."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_write(path, "w", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, delimiter=delimiter)
         if names is not None:
             writer.writerow(names)
         writer.writerows(rows)
 
 
 # -- features -------------------------------------------------------------------------------------
+
+def _bad_cells_notice(name, column, bad, row_numbers):
+    """'age: 2 cells are not numbers (row 6: 'unknown', row 9: 'x'); they count as missing'."""
+    positions = np.flatnonzero(bad)
+    k = len(positions)
+    shown = _listing(row_numbers[positions[:SHOWN]], column.cells(positions[:SHOWN]), k)
+    what = "1 cell is not a number" if k == 1 else f"{k} cells are not numbers"
+    it = "it counts" if k == 1 else "they count"
+    return (f"{name}: {what} ({shown}); {it} as missing (correct the file if "
+            f"{'it is a typo' if k == 1 else 'they are typos'})")
+
+
+def _identifier(name, values, position, has_header):
+    """Why a numeric column is an identifier, or None: its name and values must say so, since a
+    different value in every row is just what a measurement like income has."""
+    n = len(values)
+    if n < 2 or np.isnan(values).any() or not np.all(values == np.round(values)):
+        return None
+    if np.unique(values).size != n:
+        return None
+    if _CAMEL_ID.search(name) or _ID_SUFFIX.search(name.lower()):
+        return "its name says so and it holds a different whole number in every row"
+    steps = np.diff(values)
+    if ((steps > 0).all() or (steps < 0).all()) and abs(values[-1] - values[0]) < 2 * n:
+        return "it counts the rows: 1, 2, 3, ..."
+    if not has_header and position == 0:
+        # Files without a header (UCI's wdbc.data) put the record number first.
+        return "the first column of a file without header, with a different whole number in " \
+               "every row: a record number"
+    return None
+
 
 class TableEncoder:
     """Fit on the training table's feature columns; then turn any table with those columns into
@@ -140,61 +511,93 @@ class TableEncoder:
         self.columns = []  # one spec per used or dropped column
         self.notices = []
 
-    def fit(self, table, indices):
+    def fit(self, table, indices, drop=(), keep=()):
+        """``drop``, ``keep``: column names to leave out, and names to use even when they look
+        like identifiers (the ``--drop`` and ``--keep`` of ``neuralnp train``)."""
         n = len(table)
         min_freq = self.min_frequency or max(2, math.ceil(0.01 * n))
         self.columns, self.notices = [], []
         for i in indices:
-            name, cells = table.names[i], table.column(i)
-            present = [c for c in cells if not is_missing(c)]
-            missing = n - len(present)
-            numbers = [_to_float(c) for c in present]
-            numeric = bool(present) and all(v is not None for v in numbers)
-            distinct = len(set(present))
-            if not present:
-                self._drop(name, "it is empty")
-            elif distinct == 1 and not missing:
-                self._drop(name, f"it holds the same value ({present[0]}) in every row")
-            elif distinct == n and (not numeric or all(v.is_integer() for v in numbers)):
-                self._drop(name, "it looks like an identifier (a different value in every row)")
-            elif numeric:
-                values = np.array(numbers)
-                median = float(np.median(values))
-                filled = np.concatenate([values, np.full(missing, median)])
-                std = float(filled.std())
-                self.columns.append({"name": name, "kind": "number", "fill": median,
-                                     "mean": float(filled.mean()), "scale": std or 1.0,
-                                     "indicator": missing >= min_freq})
-                if missing:
-                    self.notices.append(f"{name}: {missing} missing values filled with the "
-                                        f"median {median:g}" + self._flagged(missing, min_freq))
+            name, column = table.names[i], table.column_data(i)
+            if name in drop:
+                self._drop(name, "as asked (--drop)")
+                continue
+            parsed = column.numbers(mostly=MOSTLY_NUMBERS)
+            codes = None
+            if parsed is None or parsed[1].all():
+                codes = column.codes()
+                parsed = column.numbers(codes=codes, mostly=MOSTLY_NUMBERS)
+            if parsed is not None and not parsed[1].all():
+                values, _, bad, decimal_comma = parsed
+                self._fit_number(table, i, name in keep, min_freq, values, bad, decimal_comma)
             else:
-                counts = Counter(present)
-                kept = sorted(c for c, k in counts.items() if k >= min_freq)
-                rare = len(counts) - len(kept)
-                indicator = missing >= min_freq
-                if not kept and not indicator:
-                    self._drop(name, f"none of its {len(counts)} values occurs {min_freq} times")
-                    continue
-                most = counts.most_common(1)[0][0]
-                self.columns.append({"name": name, "kind": "text", "fill": most,
-                                     "categories": kept, "other": rare > 0 and bool(kept),
-                                     "indicator": indicator})
-                if missing and kept:
-                    self.notices.append(f"{name}: {missing} missing values filled with the most "
-                                        f"frequent value {most!r}" + self._flagged(missing,
-                                                                                   min_freq))
-                if rare and kept:
-                    self.notices.append(f"{name}: {rare} values seen fewer than {min_freq} times "
-                                        "share one 'other' column")
-                elif rare:
-                    self.notices.append(f"{name}: none of its {rare} values occurs {min_freq} "
-                                        f"times; only whether it is missing ({missing} rows) is "
-                                        "kept")
+                self._fit_text(name, codes, name in keep, min_freq)
         if not any(c["kind"] != "drop" for c in self.columns):
             raise ValueError("no usable feature columns are left; the data needs at least one "
-                             "column besides the target that is not an identifier")
+                             "column besides the target that is not an identifier (--keep COL "
+                             "uses a column that looks like one)")
         return self
+
+    def _fit_number(self, table, i, keep, min_freq, values, bad, decimal_comma):
+        name = table.names[i]
+        if bad.any():
+            self.notices.append(_bad_cells_notice(name, table.column_data(i), bad,
+                                                  table.row_numbers))
+        known = values[~np.isnan(values)]
+        missing = len(values) - len(known)
+        distinct = np.unique(known)
+        if len(distinct) == 1 and not missing:
+            self._drop(name, f"it holds the same value ({distinct[0]:g}) in every row")
+            return
+        why = None if keep else _identifier(name, values, i, table.has_header)
+        if why:
+            self._drop(name, f"it looks like an identifier ({why}); --keep {name} uses it")
+            return
+        median = float(np.median(known))
+        filled = np.where(np.isnan(values), median, values)
+        std = float(filled.std())
+        spec = {"name": name, "kind": "number", "fill": median, "mean": float(filled.mean()),
+                "scale": std or 1.0, "indicator": missing >= min_freq}
+        if decimal_comma:
+            spec["decimal_comma"] = True
+        self.columns.append(spec)
+        if missing:
+            self.notices.append(f"{name}: {missing} missing values filled with the median "
+                                f"{median:g}" + self._flagged(missing, min_freq))
+
+    def _fit_text(self, name, codes, keep, min_freq):
+        codes, levels = codes
+        n = len(codes)
+        missing = int((codes < 0).sum())
+        counts = np.bincount(codes[codes >= 0], minlength=len(levels))
+        if not levels:
+            self._drop(name, "it is empty")
+            return
+        if len(levels) == 1 and not missing:
+            self._drop(name, f"it holds the same value ({levels[0]}) in every row")
+            return
+        if len(levels) == n and not keep:
+            self._drop(name, "it looks like an identifier (a different value in every row); "
+                             f"--keep {name} uses it")
+            return
+        kept = sorted(level for level, k in zip(levels, counts) if k >= min_freq)
+        rare = len(levels) - len(kept)
+        indicator = missing >= min_freq
+        if not kept and not indicator:
+            self._drop(name, f"none of its {len(levels)} values occurs {min_freq} times")
+            return
+        most = levels[int(np.argmax(counts))]
+        self.columns.append({"name": name, "kind": "text", "fill": most, "categories": kept,
+                             "other": rare > 0 and bool(kept), "indicator": indicator})
+        if missing and kept:
+            self.notices.append(f"{name}: {missing} missing values filled with the most "
+                                f"frequent value {most!r}" + self._flagged(missing, min_freq))
+        if rare and kept:
+            self.notices.append(f"{name}: {rare} values seen fewer than {min_freq} times "
+                                "share one 'other' column")
+        elif rare:
+            self.notices.append(f"{name}: none of its {rare} values occurs {min_freq} "
+                                f"times; only whether it is missing ({missing} rows) is kept")
 
     @staticmethod
     def _flagged(missing, min_freq):
@@ -219,51 +622,57 @@ class TableEncoder:
                 names.append(f"{c['name']} missing")
         return names
 
-    def transform(self, table):
-        """The encoded matrix; raises ValueError naming any training column the table lacks."""
-        blocks = []
-        for spec in self.columns:
-            if spec["kind"] == "drop":
-                continue
+    @staticmethod
+    def _width(spec):
+        width = 1 if spec["kind"] == "number" else len(spec["categories"]) + bool(spec["other"])
+        return width + bool(spec.get("indicator"))
+
+    def transform(self, table, notify=None):
+        """The encoded float32 matrix, written column block by column block into one array.
+
+        Raises ValueError naming any training column the table lacks. Cells of a numeric column
+        that are not numbers count as missing; ``notify(text)``, when given, hears which.
+        """
+        used = [spec for spec in self.columns if spec["kind"] != "drop"]
+        for spec in used:
             if spec["name"] not in table.names:
                 raise ValueError(f"{table.source} lacks the column {spec['name']!r} that the "
                                  "model was trained with; give it the training file's columns")
-            cells = table.column(table.names.index(spec["name"]))
-            blocks.append(self._encode(spec, cells, table.source))
-        return np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32)
-
-    @classmethod
-    def _encode(cls, spec, cells, source):
-        block = cls._encode_values(spec, cells, source)
-        if spec.get("indicator"):
-            flags = np.array([[1.0 if is_missing(c) else 0.0] for c in cells]).reshape(-1, 1)
-            block = np.concatenate([block, flags], axis=1)
-        return block
+        out = np.empty((len(table), sum(map(self._width, used))), dtype=np.float32)
+        start = 0
+        for spec in used:
+            column = table.column_data(table.names.index(spec["name"]))
+            block = out[:, start:start + self._width(spec)]
+            start += block.shape[1]
+            if spec["kind"] == "number":
+                values, _, bad, _ = column.numbers(spec.get("decimal_comma", False))
+                if bad.any() and notify is not None:
+                    notify(_bad_cells_notice(spec["name"], column, bad, table.row_numbers))
+                absent = np.isnan(values)
+                values[absent] = spec["fill"]
+                block[:, 0] = (values - spec["mean"]) / spec["scale"]
+            else:
+                codes, levels = column.codes()
+                absent = codes < 0
+                self._one_hot(spec, codes, levels, block)
+            if spec.get("indicator"):
+                block[:, -1] = absent
+        return out
 
     @staticmethod
-    def _encode_values(spec, cells, source):
-        if spec["kind"] == "number":
-            values = np.empty(len(cells))
-            for row, cell in enumerate(cells):
-                if is_missing(cell):
-                    values[row] = spec["fill"]
-                    continue
-                value = _to_float(cell)
-                if value is None:
-                    raise ValueError(f"{source}: column {spec['name']!r} row {row + 1} holds "
-                                     f"{cell!r}, but the model was trained on numbers there")
-                values[row] = value
-            return ((values - spec["mean"]) / spec["scale"]).reshape(-1, 1)
+    def _one_hot(spec, codes, levels, block):
         categories = spec["categories"]
-        width = len(categories) + (1 if spec["other"] else 0)
         position = {c: i for i, c in enumerate(categories)}
-        out = np.zeros((len(cells), width))
-        for row, cell in enumerate(cells):
-            value = spec["fill"] if is_missing(cell) else cell
-            column = position.get(value, len(categories) if spec["other"] else None)
-            if column is not None:  # an unseen category with no 'other' column: all zeros
-                out[row, column] = 1.0
-        return out
+        other = len(categories) if spec["other"] else -1
+        # One look-up per distinct value, not per row; the last entry serves missing cells
+        # (code -1), which get the most frequent value. An unseen value with no 'other' column
+        # is -1: a row of zeros.
+        where = np.array([position.get(v, other) for v in levels + [spec["fill"]]],
+                         dtype=np.int64)[codes]
+        end = len(categories) + (1 if spec["other"] else 0)
+        block[:, :end] = 0.0
+        rows = np.flatnonzero(where >= 0)
+        block[rows, where[rows]] = 1.0
 
     def get_config(self):
         return {"min_frequency": self.min_frequency, "columns": self.columns}
@@ -277,12 +686,42 @@ class TableEncoder:
 
 # -- target ---------------------------------------------------------------------------------------
 
+def _as_column(cells):
+    return cells if isinstance(cells, Column) else Column(list(cells))
+
+
+def _class_name(value):
+    return str(int(value)) if value.is_integer() else repr(float(value))
+
+
+def usable_target_rows(column, row_numbers=None):
+    """``(mask, why)``: the rows whose target can be learned from, and a note on the others.
+
+    A missing cell leaves its row out; so does, in a column of numbers, a cell that is not a
+    finite number (``inf``, ``1e999``, a typo), which would otherwise turn a regression target
+    into text with hundreds of classes.
+    """
+    column = _as_column(column)
+    values, missing, bad, _ = column.numbers()
+    present = len(values) - int(missing.sum())
+    numeric = present and present - int(bad.sum()) >= MOSTLY_NUMBERS * present
+    unusable = missing | bad if numeric else missing
+    why = ""
+    if numeric and bad.any():
+        positions = np.flatnonzero(bad)
+        rows = (positions + 1 if row_numbers is None else np.asarray(row_numbers)[positions])
+        why = (f"; in this column of numbers {_plural(len(positions), 'cell is', 'cells are')} "
+               f"not a finite number ({_listing(rows[:SHOWN], column.cells(positions[:SHOWN]), len(positions))})")
+    return ~unusable, why
+
+
 class TargetEncoder:
     """The task a target column asks for, and the mapping between its cells and ``y``.
 
     Classification targets become integer labels ``0..K-1`` (classes sorted, so the positive
-    class of a binary task is the larger one: ``1`` of 0/1, ``M`` of B/M); regression targets
-    are standardised, and predictions are mapped back.
+    class of a binary task is the larger one: ``1`` of 0/1, ``M`` of B/M); classes of numbers
+    are the values, so ``1`` and ``1.0`` are one class. Regression targets are standardised, and
+    predictions are mapped back.
     """
 
     def __init__(self, task=None):
@@ -293,29 +732,43 @@ class TargetEncoder:
         self.mean, self.scale = 0.0, 1.0
 
     def fit(self, name, cells):
-        present = [c for c in cells if not is_missing(c)]
-        numbers = [_to_float(c) for c in present]
-        numeric = all(v is not None for v in numbers)
-        distinct = sorted(set(present), key=(lambda c: float(c)) if numeric else None)
-        if self.task is None:
-            few_whole = numeric and all(v.is_integer() for v in numbers) and \
-                len(distinct) <= MAX_CLASSES_FOR_NUMBERS
-            self.task = "regression" if numeric and not few_whole else \
-                ("binary" if len(distinct) == 2 else "multiclass")
+        """``cells``: a :class:`Column` or a list of str, without missing values (see
+        :func:`usable_target_rows`)."""
+        column = _as_column(cells)
+        auto = self.task is None
+        values, missing, bad, _ = column.numbers()
+        numeric = bool(len(values)) and not (missing | bad).any()
+        if numeric:
+            distinct = np.unique(values)
+            if self.task is None:
+                few_whole = np.all(distinct == np.round(distinct)) and \
+                    len(distinct) <= MAX_CLASSES_FOR_NUMBERS
+                self.task = "multiclass" if few_whole else "regression"
+            classes = [_class_name(v) for v in distinct]
+        else:
+            codes, levels = column.codes()
+            classes = sorted(levels)
+            self.task = self.task or "multiclass"
         if self.task == "regression":
             if not numeric:
-                bad = next(c for c, v in zip(present, numbers) if v is None)
-                raise ValueError(f"target {name!r} holds {bad!r}; a regression needs numbers")
-            values = np.array(numbers)
+                bad_cell = column.cells(np.flatnonzero(missing | bad)[:1])[0]
+                raise ValueError(f"target {name!r} holds {bad_cell!r}; a regression needs "
+                                 "numbers")
+            if len(distinct) < 2:
+                raise ValueError(f"target {name!r} holds the same value ({distinct[0]:g}) in "
+                                 "every row; there is nothing to learn")
             self.mean, self.scale = float(values.mean()), float(values.std()) or 1.0
             return self
-        if len(distinct) < 2:
-            raise ValueError(f"target {name!r} has a single class ({distinct[0] if distinct else 'none'}); "
-                             "a classifier needs at least two")
-        if self.task == "binary" and len(distinct) != 2:
-            raise ValueError(f"target {name!r} has {len(distinct)} classes, not 2; use the "
+        if len(classes) < 2:
+            raise ValueError(f"target {name!r} has a single class "
+                             f"({classes[0] if classes else 'none'}); a classifier needs at "
+                             "least two")
+        if auto and len(classes) == 2:
+            self.task = "binary"
+        if self.task == "binary" and len(classes) != 2:
+            raise ValueError(f"target {name!r} has {len(classes)} classes, not 2; use the "
                              "multi-class task")
-        self.classes = distinct
+        self.classes = classes
         return self
 
     @property
@@ -323,17 +776,33 @@ class TargetEncoder:
         return 1 if self.task in ("binary", "regression") else len(self.classes)
 
     def transform(self, cells, source="data"):
+        column = _as_column(cells)
         if self.task == "regression":
-            values = np.array([_to_float(c) for c in cells], dtype=object)
-            if any(v is None for v in values):
+            values, missing, bad, _ = column.numbers()
+            if (missing | bad).any():
                 raise ValueError(f"{source}: the target holds text; the model predicts numbers")
-            return ((values.astype(float) - self.mean) / self.scale).astype(np.float32)
-        position = {c: i for i, c in enumerate(self.classes)}
-        unknown = sorted(set(cells) - set(position))
-        if unknown:
+            return ((values - self.mean) / self.scale).astype(np.float32)
+        by_value = [_number(c, False) for c in self.classes]
+        if all(v is not None for v in by_value):
+            # Classes of numbers match by value ('1.0' is class '1'). Models saved before that
+            # may hold '1' and '1.0' as two classes: the first takes the value.
+            values = column.numbers()[0]
+            known = {}
+            for i, v in enumerate(by_value):
+                known.setdefault(v, i)
+            distinct, inverse = np.unique(values, return_inverse=True)
+            lookup = np.array([known.get(v, -1) for v in distinct.tolist()], dtype=np.int64)
+            labels = lookup[inverse.reshape(-1)]
+        else:
+            codes, levels = column.codes()
+            position = {c: i for i, c in enumerate(self.classes)}
+            labels = np.array([position.get(v, -1) for v in levels] + [-1],
+                              dtype=np.int64)[codes]
+        if (labels < 0).any():
+            unknown = sorted(set(column.cells(np.flatnonzero(labels < 0)[:200])))
             raise ValueError(f"{source}: the target holds {', '.join(map(repr, unknown[:5]))}, "
                              f"which the model never saw; its classes are {self.classes}")
-        return np.array([position[c] for c in cells], dtype=np.int64)
+        return labels
 
     def decode(self, outputs):
         """``(predicted cells, class probabilities or None)`` from the model's outputs."""
