@@ -73,7 +73,8 @@ def test_transform_needs_the_training_columns_and_counts_text_in_numbers_as_miss
                           notify=heard.append)
     assert heard == ["a: 1 cell is not a number (row 3: 'oops'); it counts as missing (correct "
                      "the file if it is a typo)"]
-    assert x[1, 0] == pytest.approx((1.5 - encoder.columns[0]["mean"]) / encoder.columns[0]["scale"])
+    spec = encoder.columns[0]
+    assert x[1, 0] == pytest.approx((1.5 - spec["mean"]) / spec["scale"])  # filled: the median
     unseen = encoder.transform(read_csv(_csv(tmp_path, "a,b\n1,w\n", "unseen.csv")))
     assert unseen[0, 1:].sum() == 0  # an unseen category with no 'other' column: all zeros
 
@@ -105,7 +106,7 @@ def test_target_round_trips_and_errors():
     assert values == ["2", "3.5"]
 
 
-# -- real-world files through the command line -------------------------------------------------------
+# -- real-world files through the command line ------------------------------------------------
 
 def _run(capsys, *argv):
     from neuralnp.cli import main

@@ -710,8 +710,9 @@ def usable_target_rows(column, row_numbers=None):
     if numeric and bad.any():
         positions = np.flatnonzero(bad)
         rows = (positions + 1 if row_numbers is None else np.asarray(row_numbers)[positions])
+        shown = _listing(rows[:SHOWN], column.cells(positions[:SHOWN]), len(positions))
         why = (f"; in this column of numbers {_plural(len(positions), 'cell is', 'cells are')} "
-               f"not a finite number ({_listing(rows[:SHOWN], column.cells(positions[:SHOWN]), len(positions))})")
+               f"not a finite number ({shown})")
     return ~unusable, why
 
 
