@@ -431,3 +431,25 @@ def test_a_seed_must_be_none_or_a_non_negative_integer(seed):
     with pytest.raises((ValueError, TypeError), match=r"seed must be None or an integer >= 0"):
         nn.Sequential([nn.Dense(1)], seed=seed)
     nn.Sequential([nn.Dense(1)], seed=np.int64(3))
+
+
+@pytest.mark.parametrize("optimizer", [lambda: nn.Adam(1e38), lambda: nn.RMSprop(3e38)],
+                         ids=["adam", "rmsprop"])
+@pytest.mark.parametrize("path", ["compiled", "numpy"])
+def test_training_diverged_error_leaves_the_last_finite_weights(optimizer, path, monkeypatch):
+    # The README's promise: the loss is finite, but the update itself overflows float32.
+    if path == "numpy":
+        monkeypatch.setattr(nn.kernels, "numba", None)
+    x, y = _data()
+    model = _mlp()
+    model.compile(loss="categorical_crossentropy", optimizer=optimizer())
+    model.build((5,))
+    before = model.get_weights()
+    with pytest.raises(nn.TrainingDivergedError, match=r"optimizer step 1.*last finite weights"):
+        model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    for got, old in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, old)
+    model.compile(loss="categorical_crossentropy", optimizer=optimizer())
+    history = model.fit(x, y, epochs=3, batch_size=64, verbose=0,
+                        callbacks=[nn.callbacks.TerminateOnNaN()])
+    assert history.history == {} and all(np.isfinite(w).all() for w in model.get_weights())

@@ -320,3 +320,88 @@ def test_config_round_trip(cls, kwargs):
     opt = cls(**kwargs)
     again = nn.optimizers.get({"class_name": cls.__name__, "config": opt.get_config()})
     assert type(again) is cls and again.get_config() == opt.get_config()
+
+
+# -- issue 13: a step never leaves non-finite weights ---------------------------------------------
+
+ALL = [SGD, Adagrad, Adam, AdamW, Nadam, RMSprop]
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_a_learning_rate_not_finite_in_the_model_dtype_is_refused(cls):
+    # 1e39 is a finite float64 but inf in float32: every update would be ±inf or NaN.
+    model = nn.Sequential([nn.Dense(2, input_dim=3)], seed=0)
+    with pytest.raises(ValueError, match=r"learning_rate 1e\+39 .*float32.*such as 1e-3"):
+        model.compile(loss="mse", optimizer=cls(1e39))
+    lazy = nn.Sequential([nn.Dense(2)], seed=0)  # built by fit: refused there, before a step
+    lazy.compile(loss="mse", optimizer=cls(1e39))
+    with pytest.raises(ValueError, match="learning_rate"):
+        lazy.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+    wide = nn.Sequential([nn.Dense(2, input_dim=3)], seed=0, dtype="float64")
+    wide.compile(loss="mse", optimizer=cls(1e39))  # finite in float64
+
+
+class _JumpTo(nn.schedules.LearningRateSchedule):
+    """1e-3, then ``value`` from step 2 on."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def _learning_rate(self, step):
+        return 1e-3 if step < 2 else self.value
+
+
+@pytest.mark.parametrize("value", [1e39, math.inf, math.nan])
+def test_a_schedule_value_not_finite_in_the_model_dtype_is_refused_before_the_step(value):
+    x, y = np.ones((4, 3), "float32"), np.ones((4, 2), "float32")
+    model = nn.Sequential([nn.Dense(2, input_dim=3)], seed=0)
+    model.compile(loss="mse", optimizer=Adam(_JumpTo(value)))
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"schedule gave .* for step 2.*float32") as info:
+        model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert "\n" not in str(info.value)
+    assert model.optimizer.iterations == 2
+    for got, old in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, old)
+    # the same check covers a rate set by a callback
+    model = nn.Sequential([nn.Dense(2, input_dim=3)], seed=0)
+    model.compile(loss="mse", optimizer=SGD(0.1))
+    jump = nn.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: setattr(model.optimizer, "learning_rate", 1e39))
+    with pytest.raises(ValueError, match="float32"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[jump])
+
+
+@pytest.fixture(params=[pytest.param("compiled", marks=pytest.mark.skipif(
+    nn.kernels.numba is None, reason="Numba is not installed")), "numpy"])
+def kernel_path(request, monkeypatch):
+    if request.param == "numpy":
+        monkeypatch.setattr(nn.kernels, "numba", None)
+    return request.param
+
+
+@pytest.mark.parametrize("make, bad_grad", [
+    (lambda: Adam(1e38), None), (lambda: AdamW(1e38), None), (lambda: Nadam(0.1), np.inf),
+    (lambda: RMSprop(3e38), None), (lambda: SGD(3e38), None),
+    (lambda: SGD(3e38, momentum=0.9), None), (lambda: Adagrad(0.1), np.inf),
+    (lambda: Adam(0.1), np.nan),
+], ids=["adam", "adamw", "nadam-inf-grad", "rmsprop", "sgd", "sgd-momentum", "adagrad-inf-grad",
+        "adam-nan-grad"])
+def test_a_step_that_would_write_non_finite_weights_restores_them_and_raises(make, bad_grad,
+                                                                              kernel_path):
+    # Finite learning rates whose updates overflow float32 (Adam's first step is 10·lr), or a
+    # gradient that overflowed in backward while the loss stayed finite.
+    param = Parameter("w", np.linspace(-1, 1, 10, dtype="float32"))
+    buffer = FlatBuffer([param], "float32")
+    buffer.grads[...] = np.linspace(2, 3, 10, dtype="float32")
+    if bad_grad is not None:
+        buffer.grads[4] = bad_grad
+    optimizer = make()
+    optimizer.build(buffer)
+    before = buffer.values.copy()
+    with pytest.raises(nn.TrainingDivergedError, match=r"update .* NaN or infinite") as info:
+        optimizer.step()
+    assert "\n" not in str(info.value)
+    np.testing.assert_array_equal(buffer.values, before)
+    np.testing.assert_array_equal(param.value, before)  # the view, not a copy, was restored

@@ -177,7 +177,9 @@ if numba is not None:
                     bias_grad[j] += d  # row by row, in the order NumPy's reduction adds
 
     @_jit
-    def _adam_numba(p, g, m, v, vmax, use_vmax, b1, b2, c1, c2, step_size, bc2_sqrt, eps):
+    def _adam_numba(p, g, m, v, vmax, use_vmax, previous, keep, b1, b2, c1, c2, step_size,
+                    bc2_sqrt, eps):
+        bad = 0
         for i in range(p.size):
             gi = g[i]
             mi = m[i] * b1 + gi * c1
@@ -188,7 +190,13 @@ if numba is not None:
                 if vi > vmax[i]:
                     vmax[i] = vi
                 vi = vmax[i]
-            p[i] -= mi / (math.sqrt(vi) / bc2_sqrt + eps) * step_size
+            pi = p[i]
+            if keep:
+                previous[i] = pi
+            pi -= mi / (math.sqrt(vi) / bc2_sqrt + eps) * step_size
+            p[i] = pi
+            bad |= not pi - pi == 0  # NaN exactly when pi is NaN or ±inf; an integer OR vectorises
+        return bad == 0
 
     @_jit
     def _exp_row(z, i, probs):
@@ -298,9 +306,16 @@ if numba is not None:
                                 dxp[b, r, s, ch] += dcols[b, i, j, p, q, ch]
 
     @_jit
-    def _sgd_numba(p, g, lr):
+    def _sgd_numba(p, g, lr, previous, keep):
+        bad = 0
         for i in range(p.size):
-            p[i] -= g[i] * lr
+            pi = p[i]
+            if keep:
+                previous[i] = pi
+            pi -= g[i] * lr
+            p[i] = pi
+            bad |= not pi - pi == 0
+        return bad == 0
 
 
 # -- the interface the layers, losses and optimizers call ----------------------------------------
@@ -350,19 +365,21 @@ def act_grad(g, y, code, out, bias_grad=None):
     return dz
 
 
-def adam(p, g, m, v, vmax, beta_1, beta_2, step_size, bc2_sqrt, eps, tmp):
+def adam(p, g, m, v, vmax, beta_1, beta_2, step_size, bc2_sqrt, eps, tmp, previous=None):
     """One Adam update of the flat arrays, as :class:`neuralnp.optimizers.Adam` documents.
 
     The scalars are cast to the arrays' dtype first, so that float32 arithmetic matches NumPy's
-    (which casts Python scalars the same way) bit for bit.
+    (which casts Python scalars the same way) bit for bit. With ``previous``, the old ``p`` is
+    saved there and the result says whether every new ``p`` may be finite (see :func:`_guard`).
     """
     if _compiled(p):
         t = p.dtype.type
-        _adam_numba(p, g, m, v, vmax if vmax is not None else m, vmax is not None, t(beta_1),
-                    t(beta_2), t(1.0 - beta_1), t(1.0 - beta_2), t(step_size), t(bc2_sqrt),
-                    t(eps))
-    else:
-        _adam_numpy(p, g, m, v, vmax, beta_1, beta_2, step_size, bc2_sqrt, eps, tmp)
+        return _adam_numba(p, g, m, v, vmax if vmax is not None else m, vmax is not None,
+                           previous if previous is not None else p, previous is not None,
+                           t(beta_1), t(beta_2), t(1.0 - beta_1), t(1.0 - beta_2),
+                           t(step_size), t(bc2_sqrt), t(eps))
+    return _guard(p, previous, _adam_numpy, p, g, m, v, vmax, beta_1, beta_2, step_size,
+                  bc2_sqrt, eps, tmp)
 
 
 def softmax_xent(z, labels, probs, grad):
@@ -391,13 +408,33 @@ def sigmoid_xent(z, y, probs, grad):
     return None
 
 
-def sgd(p, g, lr, tmp):
-    """``p ← p - lr·g`` in one pass (two NumPy passes without Numba)."""
+def sgd(p, g, lr, tmp, previous=None):
+    """``p ← p - lr·g`` in one pass (two NumPy passes without Numba); ``previous`` as in
+    :func:`adam`."""
     if _compiled(p):
-        _sgd_numba(p, g, p.dtype.type(lr))
-    else:
-        np.multiply(g, lr, out=tmp)
-        p -= tmp
+        return _sgd_numba(p, g, p.dtype.type(lr), previous if previous is not None else p,
+                          previous is not None)
+    return _guard(p, previous, _sgd_numpy, p, g, lr, tmp)
+
+
+def _sgd_numpy(p, g, lr, tmp):
+    np.multiply(g, lr, out=tmp)
+    p -= tmp
+
+
+def _guard(p, previous, update, *args):
+    """``update(*args)``, which changes ``p`` in place; with ``previous``, the old ``p`` is
+    saved there first and the result is False when a new ``p`` may be NaN or infinite.
+
+    The check is one BLAS pass without a temporary: a NaN or inf makes ``p·p`` non-finite. So
+    do weights near 1e19 in float32, which the caller confirms element by element.
+    """
+    if previous is None:
+        update(*args)
+        return None
+    np.copyto(previous, p)
+    update(*args)
+    return math.isfinite(np.dot(p, p))
 
 
 def max_pool(xp, y, win, strides, pool):

@@ -109,17 +109,22 @@ class Optimizer(Configurable):
         if self.weight_decay and not self.decoupled_weight_decay:
             np.multiply(params, self.weight_decay, out=self._tmp)
             grads += self._tmp
-        np.copyto(self._previous, params)
-        self._update(params, grads, lr)
-        # One BLAS pass, no temporary: a NaN or inf weight makes the sum of squares non-finite.
-        # It also overflows for weights near 1e19, so that case is confirmed element-wise.
-        if not math.isfinite(np.dot(params, params)) and not np.isfinite(params).all():
+        if self._guarded_update:
+            finite = self._update(params, grads, lr)
+        else:
+            finite = kernels._guard(params, self._previous, self._update, params, grads, lr)
+        # `finite` is False for weights near 1e19 too (the check sums squares): confirm it.
+        if not finite and not np.isfinite(params).all():
             bad = int(params.size - np.count_nonzero(np.isfinite(params)))
             np.copyto(params, self._previous)
             raise TrainingDivergedError(
                 f"the update made {bad} of {params.size} weights NaN or infinite")
 
     decoupled_weight_decay = False
+    # True when _update saves the weights in self._previous and returns whether the new ones
+    # may all be finite, in the same pass as the update (kernels.adam / kernels.sgd); otherwise
+    # step() does both around it, two more passes over the buffer.
+    _guarded_update = False
 
     def _update(self, params, grads, lr):
         raise NotImplementedError
@@ -185,11 +190,11 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
         self.nesterov = bool(nesterov)
         self.slots = ("momentum",) if self.momentum else ()
+        self._guarded_update = not self.momentum
 
     def _update(self, params, grads, lr):
         if not self.momentum:
-            kernels.sgd(params, grads, lr, self._tmp)
-            return
+            return kernels.sgd(params, grads, lr, self._tmp, self._previous)
         buf = self.state["momentum"]
         if self.iterations == 1:
             buf[...] = grads
@@ -316,13 +321,17 @@ class Adam(Optimizer):
         self.epsilon = _check_range("epsilon", epsilon, 0, math.inf)
         self.amsgrad = bool(amsgrad)
         self.slots = ("m", "v", "v_max") if self.amsgrad else ("m", "v")
+        # Nadam writes its own update, and AdamW's decay changes the weights before the kernel
+        self._guarded_update = type(self) is Adam
 
     def _update(self, params, grads, lr):
         t = self.iterations
         # One fused pass over the flat buffer when Numba is installed (kernels.py).
-        kernels.adam(params, grads, self.state["m"], self.state["v"], self.state.get("v_max"),
-                     self.beta_1, self.beta_2, lr / (1.0 - self.beta_1 ** t),
-                     math.sqrt(1.0 - self.beta_2 ** t), self.epsilon, self._tmp)
+        return kernels.adam(params, grads, self.state["m"], self.state["v"],
+                            self.state.get("v_max"), self.beta_1, self.beta_2,
+                            lr / (1.0 - self.beta_1 ** t), math.sqrt(1.0 - self.beta_2 ** t),
+                            self.epsilon, self._tmp,
+                            self._previous if self._guarded_update else None)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
