@@ -171,3 +171,29 @@ def test_callbacks_must_be_callback_objects():
     x, _, y, _ = _breast_cancer()
     with pytest.raises(TypeError, match="Callback"):
         _model().fit(x, y, epochs=1, verbose=0, callbacks=[lambda: None])
+
+
+@pytest.mark.parametrize("callback", [
+    lambda path: ModelCheckpoint(path / "m-{epoch}-{val_loss:.3f}"),
+    lambda path: ModelCheckpoint(path / "best", save_best_only=True),
+    lambda path: EarlyStopping(monitor="val_loss"),
+    lambda path: ReduceLROnPlateau(monitor="val_accuracy"),
+], ids=["checkpoint-filepath", "checkpoint-best", "early-stopping", "reduce-lr"])
+def test_monitoring_a_val_quantity_without_validation_data_fails_before_training(callback,
+                                                                                  tmp_path):
+    x, _, y, _ = _breast_cancer()
+    model = _model()
+    epochs = []
+    seen = LambdaCallback(on_epoch_end=lambda epoch, logs: epochs.append(epoch))
+    with pytest.raises(ValueError, match=r"val_.*validation_data or validation_split") as info:
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[seen, callback(tmp_path)])
+    assert "\n" not in str(info.value)
+    assert epochs == [] and list(tmp_path.iterdir()) == []
+    model.fit(x, y, epochs=1, verbose=0, validation_split=0.2, callbacks=[callback(tmp_path)])
+
+
+def test_a_checkpoint_filepath_naming_an_unlogged_quantity_says_what_is_logged(tmp_path):
+    x, _, y, _ = _breast_cancer()
+    with pytest.raises(ValueError, match=r"\{auc\}.*available: accuracy, epoch, loss"):
+        _model().fit(x, y, epochs=1, verbose=0,
+                     callbacks=[ModelCheckpoint(tmp_path / "m-{auc}", monitor="loss")])

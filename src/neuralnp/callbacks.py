@@ -7,6 +7,8 @@ History and the progress display are callbacks too.
 
 import csv
 import math
+import re
+import string
 import sys
 import time
 from pathlib import Path
@@ -136,6 +138,18 @@ def _monitored(logs, monitor, who):
     return logs[monitor]
 
 
+def _check_validation(callback, names):
+    """Fail when fit starts, not after its first epoch, if ``names`` include a ``val_``
+    quantity and this fit has no validation data."""
+    if (callback.params or {}).get("do_validation", True):
+        return
+    wanted = [name for name in names if name.startswith("val_")]
+    if wanted:
+        raise ValueError(f"{type(callback).__name__} needs {wanted[0]!r}, which fit logs only with "
+                         f"validation data; pass validation_data or validation_split to fit, or "
+                         f"use {wanted[0][4:]!r}")
+
+
 class _Monitor(Callback):
     """Shared bookkeeping: is ``current`` better than ``best`` by more than ``min_delta``?"""
 
@@ -178,6 +192,7 @@ class EarlyStopping(_Monitor):
         self.start_from_epoch = start_from_epoch
 
     def on_train_begin(self, logs=None):
+        _check_validation(self, [self.monitor])
         self.wait = 0
         self.stopped_epoch = 0
         self.best = None
@@ -227,9 +242,19 @@ class ModelCheckpoint(_Monitor):
         self.save_best_only = bool(save_best_only)
         self.best = None
 
+    def on_train_begin(self, logs=None):
+        fields = [re.split(r"[.\[]", name)[0]
+                  for _, name, _, _ in string.Formatter().parse(self.filepath) if name]
+        _check_validation(self, fields + ([self.monitor] if self.save_best_only else []))
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as exc:
+            raise ValueError(f"ModelCheckpoint's filepath names {{{exc.args[0]}}}, which this fit "
+                             f"does not log; available: {', '.join(sorted({'epoch', *logs}))}"
+                             ) from None
         if self.save_best_only:
             current = _monitored(logs, self.monitor, "ModelCheckpoint")
             if not self._improved(current, self.best):
@@ -255,6 +280,7 @@ class ReduceLROnPlateau(_Monitor):
         self.cooldown, self.min_lr = int(cooldown), float(min_lr)
 
     def on_train_begin(self, logs=None):
+        _check_validation(self, [self.monitor])
         if callable(self.model.optimizer.learning_rate):
             raise ValueError("ReduceLROnPlateau needs a constant learning rate, not a schedule")
         self.best, self.wait, self.cooldown_left = None, 0, 0

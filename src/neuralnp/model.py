@@ -300,7 +300,7 @@ class Sequential:
         ybuf = np.empty((size,) + y.shape[1:], y.dtype)
         wbuf = None if w is None else np.empty(size, w.dtype)
         cbs.set_params({"epochs": epochs, "steps": math.ceil(n / batch_size), "samples": n,
-                        "batch_size": batch_size})
+                        "batch_size": batch_size, "do_validation": validation is not None})
         logs = {}
         cbs.on_train_begin(logs)
         for epoch in range(initial_epoch, epochs):
