@@ -1,6 +1,7 @@
 """The neuralnp command, run as a user would: real files, real training, exit codes."""
 
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
@@ -259,7 +260,8 @@ def test_regression_scores_are_in_the_target_units(tmp_path, capsys):
     assert code == 0, err
     with open(tmp_path / "p.csv") as f:
         predicted = np.array([float(r["predicted_price"]) for r in csv.DictReader(f)])
-    truth = np.array([float(r["price"]) for r in csv.DictReader(open(path))])
+    with open(path) as f:
+        truth = np.array([float(r["price"]) for r in csv.DictReader(f)])
     mae = np.abs(predicted - truth).mean()
     rmse = np.sqrt(((predicted - truth) ** 2).mean())
     r2 = 1 - ((predicted - truth) ** 2).sum() / ((truth - truth.mean()) ** 2).sum()
@@ -474,6 +476,7 @@ def test_every_mistake_is_one_line_with_status_2(tmp_path):
                             stderr=subprocess.PIPE, text=True)
     proc.stdout.close()
     err = proc.stderr.read()
+    proc.stderr.close()
     proc.wait(timeout=60)
     assert err == "", err
 
@@ -595,3 +598,17 @@ def test_info_and_plot_on_a_model_saved_from_python(tmp_path, capsys, figures):
     assert code == 0, err
     assert (tmp_path / "figs" / "network.png").exists()
     assert "learning curves not drawn" in out
+    if importlib.util.find_spec("onnx") is not None:  # the library's opset= said as the flag
+        code, out, err = run(capsys, "export", tmp_path / "py-model", tmp_path / "m.onnx",
+                             "--opset", "5")
+        assert code == 2 and err.startswith("neuralnp: error: --opset "), err
+
+
+def test_evaluate_a_zip_model_draws_its_confusion_matrix_beside_it(tmp_path, capsys):
+    data = _noisy_labels(tmp_path / "data.csv", n=60)
+    code, out, err = run(capsys, "train", data, "--target", "label", "--epochs", "2", "--quiet",
+                         "--out", tmp_path / "models" / "m.zip")
+    assert code == 0, err
+    code, out, err = run(capsys, "evaluate", tmp_path / "models" / "m.zip", data)
+    assert code == 0, err
+    assert (tmp_path / "models" / "confusion_matrix.png").exists() or "not drawn" in out

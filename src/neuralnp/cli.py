@@ -297,9 +297,11 @@ def _is_number(value):
 
 
 def _try_plot(what, draw):
+    """A picture is a by-product: without matplotlib, or in a folder that cannot be written
+    (a read-only model folder under evaluate), the command says so and carries on."""
     try:
         path = draw()
-    except ImportError as exc:
+    except (ImportError, OSError) as exc:
         _say(f"{what} not drawn: {exc}")
         return None
     _say(f"{what}: {path}")
@@ -829,7 +831,9 @@ def cmd_evaluate(args):
     table = read_csv(args.data, header=meta["header"], delimiter=_delimiter(args),
                      notify=_reading)
     x = encoder.transform(table, notify=_notice)
-    if _score(model, meta, target_encoder, table, x, args.model) is None:
+    # the confusion matrix goes into the model folder, or beside a .zip model
+    folder = args.model if Path(args.model).is_dir() else Path(args.model).resolve().parent
+    if _score(model, meta, target_encoder, table, x, folder) is None:
         raise ValueError(f"{args.data} has no values in the target column {meta['target']!r}; "
                          "evaluate needs labelled rows")
     return 0
@@ -906,7 +910,12 @@ def cmd_export(args):
     from .onnx import export
     _check_output(args.out, "FILE.onnx", "file", inputs=[args.model])
     model = nn.load_model(args.model, compile=False)
-    export(model, args.out, opset=args.opset)
+    try:
+        export(model, args.out, opset=args.opset)
+    except ValueError as exc:
+        if str(exc).startswith("opset "):  # the library names its argument; say the flag
+            raise ValueError(f"--{exc}") from None
+        raise
     shape = ", ".join(["batch", *map(str, model.input_shape)])
     # The graph holds the network only: train's CSV preprocessing stays in the model folder.
     note = ("; it takes the encoded numeric features, not raw CSV rows: the preprocessing saved "
