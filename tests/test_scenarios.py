@@ -79,6 +79,9 @@ def test_categorical_and_sparse_labels_train_identically():
 
 
 @pytest.mark.slow
-def test_mnist_mlp_example_reaches_97_5_percent(mnist_folder):
+def test_mnist_mlp_example_reaches_97_percent(mnist_folder):
+    # One seed's test accuracy moves with the BLAS kernel's rounding: 0.9762 with OpenBLAS's
+    # Haswell kernel on an AMD EPYC, 0.9745 with its SkylakeX kernel on an Intel Xeon (same
+    # code, same seed). A wrong gradient or optimizer step lands far below 0.97.
     from examples_path import load_example
-    assert load_example("mnist_mlp").main(mnist_folder) >= 0.975
+    assert load_example("mnist_mlp").main(mnist_folder) >= 0.97
