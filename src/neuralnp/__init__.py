@@ -17,7 +17,7 @@ from .layers import (  # noqa: E402
     LayerNormalization, LeakyReLU, Linear, PReLU,
     ReLU, Sigmoid, SiLU, Softmax, Softplus, Swish, Tanh,
 )
-from .model import Sequential, TrainingDivergedError  # noqa: E402
+from .errors import ModelFileError, TrainingDivergedError  # noqa: E402
+from .model import Sequential  # noqa: E402
 from .optimizers import SGD, Adagrad, Adam, AdamW, Nadam, RMSprop  # noqa: E402
-from .errors import ModelFileError  # noqa: E402
 from .serialization import load_model  # noqa: E402

@@ -65,7 +65,7 @@ import zlib
 import numpy as np
 
 from ._registry import serialize
-from .model import TrainingDivergedError
+from .errors import TrainingDivergedError
 
 
 class DistributedMismatchError(ValueError):

@@ -12,3 +12,8 @@ class ModelFileError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss, or an update, became NaN or infinite; the model keeps the last finite weights
+    (raised by the training loop and by the optimizer's step)."""

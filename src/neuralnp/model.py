@@ -21,7 +21,7 @@ from .backend import check_device, resolve_dtype
 from .callbacks import CallbackList, History, ProgbarLogger
 from .layers import Layer, deserialize as deserialize_layer
 from .layers.activations import Activation, Sigmoid, Softmax, output_activation, sigmoid, softmax
-from .optimizers import TrainingDivergedError
+from .errors import TrainingDivergedError
 from .parameters import FlatBuffer
 
 

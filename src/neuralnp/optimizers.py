@@ -23,14 +23,7 @@ import numpy as np
 
 from . import kernels, schedules
 from ._registry import Configurable, resolve, serialize
-
-
-class TrainingDivergedError(FloatingPointError):
-    """The loss, or an update, became NaN or infinite; the model keeps the last finite weights.
-
-    Defined here, below the model, because the optimizer raises it too (re-exported as
-    ``neuralnp.TrainingDivergedError``).
-    """
+from .errors import TrainingDivergedError
 
 
 def _check_range(name, value, low, high, low_open=False, high_open=True):
