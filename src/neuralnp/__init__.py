@@ -4,7 +4,7 @@
 >>> model = nn.Sequential([nn.Dense(16, activation="relu"), nn.Dense(1, activation="sigmoid")])
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402,F401
 
 from . import (  # noqa: E402
     callbacks, datasets, initializers, losses, metrics, optimizers, preprocessing, regularizers,
@@ -20,4 +20,4 @@ from .layers import (  # noqa: E402
 from .errors import ModelFileError, TrainingDivergedError  # noqa: E402
 from .model import Sequential  # noqa: E402
 from .optimizers import SGD, Adagrad, Adam, AdamW, Nadam, RMSprop  # noqa: E402
-from .serialization import load_model  # noqa: E402
+from .loading import load_model  # noqa: E402

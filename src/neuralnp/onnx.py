@@ -84,7 +84,7 @@ def export(model, path, opset=DEFAULT_OPSET, dtype=None):
     except ImportError:
         raise ImportError('exporting to ONNX needs the onnx package: pip install "neuralnp[onnx]"'
                           ) from None
-    from . import __version__
+    from ._version import __version__
     from .backend import resolve_dtype
 
     model = _sequential(model)

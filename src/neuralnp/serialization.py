@@ -74,7 +74,7 @@ def _tensors_and_scalars(model):
 
 
 def _config(model, scalars, save_id, weights_sha256):
-    from . import __version__
+    from ._version import __version__
     from ._registry import serialize
     generators = {str(i): layer.own_generator().bit_generator.state
                   for i, layer in enumerate(model.layers) if layer.own_generator() is not None}
@@ -330,59 +330,7 @@ def _read_header(stream, size, path):
     return prefix + raw, entries, metadata if isinstance(metadata, dict) else {}
 
 
-# -- matching the config to the file --------------------------------------------------------------
-
-def _skeleton(config, path):
-    """The model the config describes, built as shapes only (no weight memory at all)."""
-    from .layers.base import weight_creation
-    from .model import Sequential
-
-    spec = config.get("model")
-    if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
-        raise ModelFileError(path, f"{CONFIG_NAME} has no model description")
-    shape = spec.get("input_shape")
-    if (not isinstance(shape, list)
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
-        raise ModelFileError(path, f"{CONFIG_NAME}: input_shape must be a list of positive "
-                                   f"integers, got {shape!r}")
-    with weight_creation("shapes"):
-        model = Sequential.from_config(spec, build=False)
-        model.build_layers(shape)
-    return model
-
-
-def _expected_weights(model):
-    return {f"layers.{i}/{p.name}": p for i, layer in enumerate(model.layers)
-            for p in layer.variables()}
-
-
-def _match(model, entries, path, compile):
-    """Check the header's names, shapes and dtypes against the model, before any allocation."""
-    expected = _expected_weights(model)
-    missing = [name for name in expected if name not in entries]
-    if missing:
-        raise ModelFileError(path, f"{WEIGHTS_NAME} lacks {', '.join(missing[:5])}; the file is "
-                                   "incomplete or belongs to another model")
-    n_params = sum(p.size for layer in model.layers for p in layer.parameters())
-    unknown = []
-    for name, (dtype, shape, _, _) in entries.items():
-        if name in expected:
-            want = expected[name].shape
-        elif name.startswith("optimizer/"):
-            want = (n_params,)
-        else:
-            unknown.append(name)
-            continue
-        if shape != want:
-            raise ModelFileError(path, f"{name} has shape {shape} in {WEIGHTS_NAME}; the config "
-                                       f"says {want}")
-        if dtype != model.dtype:
-            raise ModelFileError(path, f"{name} is {dtype.name} in {WEIGHTS_NAME}; the model is "
-                                       f"{model.dtype.name}")
-    if unknown:
-        raise ModelFileError(path, f"{WEIGHTS_NAME} holds tensors the model does not have: "
-                                   f"{', '.join(sorted(unknown)[:5])}")
-
+# -- the tensors ----------------------------------------------------------------------------------
 
 def _tensor_views(data, entries, path):
     """Read-only arrays over ``data``, refused if any holds NaN or infinity."""
@@ -397,68 +345,11 @@ def _tensor_views(data, entries, path):
     return views
 
 
-def _set_generator(generator, state, what, path):
-    try:
-        generator.bit_generator.state = state
-    except (TypeError, ValueError, KeyError, OverflowError) as exc:
-        raise ModelFileError(path, f"{what} is not a valid generator state ({exc})") from None
-
-
-def _fill(model, config, views, path, compile):
-    """Give the skeleton real weights, straight from the file, then its optimizer and RNGs."""
-    from .layers.base import weight_creation
-
-    with weight_creation("uninitialized"):
-        model.build(model.input_shape)
-    for name, p in _expected_weights(model).items():
-        p.value[...] = views[name]
-    compiled = config.get("compile")
-    if compile and compiled:
-        if not isinstance(compiled, dict):
-            raise ModelFileError(path, f"{CONFIG_NAME}: 'compile' must be an object")
-        metrics = compiled.get("metrics")
-        if metrics is not None and not all(isinstance(m, (str, dict)) for m in metrics):
-            raise ModelFileError(path, f"{CONFIG_NAME}: metrics must be names, got {metrics!r}")
-        if "loss" not in compiled or "optimizer" not in compiled:
-            raise ModelFileError(path, f"{CONFIG_NAME}: 'compile' needs a loss and an optimizer;"
-                                       " load with compile=False to use the weights alone")
-        model.compile(loss=compiled["loss"], optimizer=compiled["optimizer"], metrics=metrics)
-        arrays = {k.split("/", 1)[1]: v for k, v in views.items() if k.startswith("optimizer/")}
-        absent = set(model.optimizer.state) - set(arrays)
-        if absent:
-            raise ModelFileError(path, f"{WEIGHTS_NAME} lacks the optimizer state "
-                                       f"{', '.join(sorted(absent))}")
-        scalars = compiled.get("optimizer_state") or {}
-        if not isinstance(scalars, dict):
-            raise ModelFileError(path, f"{CONFIG_NAME}: optimizer_state must be an object")
-        model.optimizer.load_state_dict({**arrays, **scalars,
-                                         "iterations": compiled.get("optimizer_iterations", 0)})
-    metadata = config.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise ModelFileError(path, f"{CONFIG_NAME}: metadata must be an object")
-    model.metadata = metadata or {}
-    if config.get("rng_state"):
-        _set_generator(model.rng, config["rng_state"], "rng_state", path)
-    layer_states = config.get("layer_rng_states") or {}
-    if not isinstance(layer_states, dict):
-        raise ModelFileError(path, f"{CONFIG_NAME}: layer_rng_states must be an object")
-    for index, state in layer_states.items():
-        layer = model.layers[int(index)] if str(index).isdigit() and int(index) < len(
-            model.layers) else None
-        generator = layer.own_generator() if layer is not None else None
-        if generator is None:
-            raise ModelFileError(path, f"{CONFIG_NAME}: layer {index} keeps no generator of "
-                                       "its own")
-        _set_generator(generator, state, f"layer {index}'s generator state", path)
-    return model
-
-
-def _load_once(path, compile):
+def _read_once(path, inspect):
     with _open_model(path) as (raw_config, weights, size):
         config = _parse_config(raw_config, path)
         head, entries, metadata = _read_header(weights, size, path)
-        model = _skeleton(config, path)
-        _match(model, entries, path, compile)
+        inspected = inspect(config, entries)
         data = _read_exactly(weights, size - len(head), WEIGHTS_NAME, path)
         if weights.read(1):  # also makes zipfile check the member's CRC
             raise ModelFileError(path, f"{WEIGHTS_NAME} is longer than its header declares")
@@ -470,8 +361,7 @@ def _load_once(path, compile):
         if digest.hexdigest() != config["weights_sha256"]:
             raise ModelFileError(path, f"{WEIGHTS_NAME} does not match the checksum saved with "
                                        "it: the file is damaged; use a backup or re-save")
-    views = _tensor_views(data, entries, path)
-    return _fill(model, config, views, path, compile)
+    return config, _tensor_views(data, entries, path), inspected
 
 
 # zipfile and zlib report damage in many ways; each of these means an unreadable archive.
@@ -479,14 +369,34 @@ _ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeE
                    struct.error)
 
 
-def load_model(path, compile=True, attempts=5):
-    """Load a model written by :meth:`Sequential.save`; with ``compile=True`` (default) its loss,
-    metrics and optimizer state come back too, so ``fit`` resumes exactly.
+@contextmanager
+def model_file_errors(path):
+    """Turn whatever goes wrong while a file's contents become objects into ModelFileError.
 
-    Raises ``FileNotFoundError`` when nothing is at ``path`` and
-    :class:`~neuralnp.errors.ModelFileError` (a ``ValueError``) for anything that is not an
-    intact model file, whatever it holds. A folder being replaced by a save in another process
-    is read again, up to ``attempts`` times.
+    Configs are turned into layers, losses and optimizers by their constructors, whose own checks
+    raise the ordinary Python errors, worded for the Python API."""
+    try:
+        yield
+    except ModelFileError:
+        raise
+    except _ARCHIVE_ERRORS as exc:
+        raise ModelFileError(path, f"it is neither a model folder nor a valid .zip "
+                                   f"archive ({exc})") from None
+    except OSError as exc:
+        raise ModelFileError(path, f"it cannot be read ({exc})") from None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
+            MemoryError, RecursionError) as exc:
+        raise ModelFileError(path, f"the model config is invalid: {exc}") from None
+
+
+def read_model(path, inspect, attempts=5):
+    """``(config, tensors, inspect(config, header))`` from the model files at ``path``.
+
+    ``inspect`` sees the config and the safetensors header (``{name: (dtype, shape, begin,
+    end)}``) before a byte of tensor data is read, and raises to refuse the file. ``tensors`` are
+    read-only arrays, checked to be finite and to match the checksum. A folder being replaced
+    by a save in another process is read again, up to ``attempts`` times. Raises
+    ``FileNotFoundError`` when nothing is at ``path`` and :class:`ModelFileError` otherwise.
     """
     if path is None or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"load_model takes a path (str or pathlib.Path), got "
@@ -498,20 +408,9 @@ def load_model(path, compile=True, attempts=5):
                                 "model.save() wrote")
     for attempt in range(attempts):
         try:
-            return _load_once(path, compile)
+            with model_file_errors(path):
+                return _read_once(path, inspect)
         except _Retry as exc:
             if attempt == attempts - 1:
                 raise ModelFileError(path, str(exc)) from None
             time.sleep(0.01 * (attempt + 1))
-        except ModelFileError:
-            raise
-        except _ARCHIVE_ERRORS as exc:
-            raise ModelFileError(path, f"it is neither a model folder nor a valid .zip "
-                                       f"archive ({exc})") from None
-        except OSError as exc:
-            raise ModelFileError(path, f"it cannot be read ({exc})") from None
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
-                MemoryError, RecursionError) as exc:
-            # Raised while the config was turned into layers, a loss or an optimizer: the
-            # constructors' own checks, worded for the Python API.
-            raise ModelFileError(path, f"the model config is invalid: {exc}") from None

@@ -111,7 +111,7 @@ def _model_to_bytes(model):
 
 
 def _model_from_bytes(data):
-    from .serialization import load_model
+    from .loading import load_model
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.zip"
         path.write_bytes(data)
