@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from .layers import activations as act
+from .layers.base import Layer as _Layer
 from .layers.conv import Conv2D
 from .layers.dense import Dense
 from .layers.dropout import Dropout
@@ -104,7 +105,8 @@ def export(model, path, opset=DEFAULT_OPSET, dtype=None):
             known = sorted(c.__name__ for c in _LAYERS)
             raise TypeError(f"layer {layer.name!r} of type {type(layer).__name__} has no ONNX "
                             f"export; the exportable layers are {', '.join(known)}. Replace it, "
-                            "or add a converter to neuralnp/onnx.py")
+                            "or give it a converter: neuralnp.onnx.register_converter("
+                            f"{type(layer).__name__}, convert)")
         g.scope = layer.name
         x = convert(g, layer, x)
     x = g.to_nhwc(x)
@@ -462,3 +464,38 @@ _LAYERS = {
     act.Activation: _activation,
     **{cls: _activation for cls in _ACTIVATIONS},
 }
+
+
+def register_converter(layer_class, converter=None):
+    """Export layers of ``layer_class`` (your own) with ``converter(g, layer, x) -> name``.
+
+    ``x`` is the name of the layer's input tensor; the converter adds nodes with
+    ``g.op(op_type, inputs, **attributes)`` (returns the output's name) and weights with
+    ``g.const(array, hint)`` (returns the initializer's name), and returns the name of the
+    layer's output. Tensors are channels-last unless ``g.nchw``: call ``g.to_nhwc(x)`` first if
+    the order of the values matters. Usable as a decorator:
+
+    >>> import neuralnp as nn
+    >>> class Double(nn.Layer):
+    ...     def forward(self, x, training=False):
+    ...         return 2 * x
+    ...     def backward(self, grad_out):
+    ...         return 2 * grad_out
+    >>> @register_converter(Double)
+    ... def _double(g, layer, x):
+    ...     return g.op("Mul", [x, g.scalar(2)])
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, _Layer)):
+        raise TypeError(f"register_converter takes a Layer subclass, got {layer_class!r}")
+    if converter is None:
+        return lambda fn: register_converter(layer_class, fn)
+    if not callable(converter):
+        raise TypeError(f"the converter must be a function (g, layer, x) -> name, got "
+                        f"{converter!r}")
+    _LAYERS[layer_class] = converter
+    return converter
+
+
+def has_converter(layer_class):
+    """Whether :func:`export` knows how to write layers of exactly ``layer_class``."""
+    return layer_class in _LAYERS

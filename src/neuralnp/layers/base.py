@@ -17,6 +17,31 @@ from ..backend import resolve_dtype
 from ..parameters import Parameter
 
 
+# Every Layer subclass by class name, filled as each class is defined (Layer.__init_subclass__):
+# the only names a saved config may give a layer, so a file can never name arbitrary code.
+REGISTRY = {}
+
+
+def register_layer(cls):
+    """Make ``cls`` loadable from a config under ``cls.__name__``; Layer subclasses call this
+    when they are defined. Defining a class again under the same module and qualified name (a
+    notebook cell run twice, a reloaded module) replaces the old one; a second, different class
+    claiming a name already taken raises ValueError."""
+    name = cls.__name__
+    old = REGISTRY.get(name)
+    if old is not None and old is not cls and _where(old) != _where(cls):
+        raise ValueError(
+            f"two layer classes are called {name!r}: {_where(old)} and {_where(cls)}. A saved "
+            "config names a layer by its class name alone, so the name must be unique: rename "
+            "one, or define the one that is never saved with `class ...(Layer, register=False)`")
+    REGISTRY[name] = cls
+    return cls
+
+
+def _where(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 class Layer(Configurable):
     """Base class: ``build`` → ``forward`` / ``backward`` → ``parameters``.
 
@@ -28,6 +53,14 @@ class Layer(Configurable):
     # The MPIStrategy of a distributed fit, set for its duration: layers that mix the samples of
     # a batch (Dropout's mask, BatchNormalization's statistics) read the global batch from it.
     strategy = None
+
+    def __init_subclass__(cls, register=True, **kwargs):
+        """Register every subclass, so that a model holding it loads from its saved config with
+        no extra call. ``class Base(Layer, register=False)`` opts out (a base class never saved
+        itself); names starting with ``_`` are private helpers and are never registered."""
+        super().__init_subclass__(**kwargs)
+        if register and not cls.__name__.startswith("_"):
+            register_layer(cls)
 
     def __init__(self, name=None, dtype=None):
         self.name = name or _default_name(type(self).__name__)
@@ -201,7 +234,7 @@ def _default_name(class_name):
     return snake if count == 1 else f"{snake}_{count - 1}"
 
 
-class WeightedLayer(Layer):
+class WeightedLayer(Layer, register=False):  # a base: Dense, Conv2D
     """A layer with ``kernel``, optional ``bias`` and an optional activation layer inside it
     (Dense, Conv2D): the activation's parameters and states come after its own, and the kernel
     and bias regularizers apply to them."""
