@@ -16,17 +16,23 @@ comparison on the very same file::
     git archive ac7a43d src | tar -x -C /tmp/base
     python benchmarks/bench_csv.py --src /tmp/base/src      # the code before the columnar reader
 
-Measured on a 2-core container shared with other work, so seconds vary (a second run of the old
-code under load took 38, 63 and 75 s); file 120 MB, 300,000 rows; MB are 2**20 bytes, and the
-peak includes ~210 MB of Python, NumPy, neuralnp and pyarrow imports:
+Measured on a 2-core container shared with other work (load average 2-6 while measuring), so
+seconds vary; two runs of each, file 120 MB, 300,000 rows; MB are 2**20 bytes, and the peak
+includes ~130 MB of Python, NumPy, neuralnp and pyarrow (~50 MB more once numba compiles):
 
-================  =====================  =====================
-step              before (ac7a43d)       after (pyarrow reader)
-================  =====================  =====================
-read+encode       27.0 s, 1705 MB        4.5 s, 624 MB
-train --epochs 1  26.6 s, 1608 MB        11.5 s, 675 MB
-predict           17.1 s, 1686 MB        11.8 s, 744 MB
-================  =====================  =====================
+================  =====================  ====================  ==========================
+step              before (ac7a43d)       all cells Arrow text  numbers parsed as numbers,
+                                         (12ec297)             cells freed once encoded
+================  =====================  ====================  ==========================
+read+encode       29-39 s, 1640 MB       4.9-6.5 s, 540 MB     3.3-4.1 s, 400 MB
+train --epochs 1  37-59 s, 1543 MB       12.6-13.8 s, 615 MB   8.3-9.6 s, 402 MB
+predict           36-48 s, 1621 MB       12.8-18.4 s, 676 MB   7.7-10.6 s, 440 MB
+================  =====================  ====================  ==========================
+
+The goal of issue 14 (point 12) is a peak of at most 3 times the file plus 250 MB (610 MB
+here). What holds the rest: the parsed columns (float64 for columns of numbers, Arrow text for
+the others, ~120 MB), the encoded matrix (float32, 93 MB), then, once the cells are freed, the
+network's workspaces.
 """
 
 import argparse

@@ -372,6 +372,47 @@ def test_predict_writes_the_identifier_columns_first(tmp_path, capsys):
     assert code == 2 and "--id" in err and "Ticket" in err
 
 
+def test_identifiers_and_cells_are_copied_as_written_a_chunk_at_a_time(tmp_path, capsys,
+                                                                        monkeypatch):
+    # numbers are parsed as numbers for the network, but an identifier written 0042 stays 0042
+    # in the predictions, and split writes every cell back byte for byte (1.50 stays 1.50)
+    import neuralnp.cli as cli
+    rng = np.random.default_rng(2)
+    lines = ["PassengerId,x,z,Survived"]
+    for i in range(150):
+        x = rng.normal()
+        lines.append(f"{i + 1:04d},{x:.2f}0,{rng.normal():.3f},{int(x > 0)}")
+    data = tmp_path / "data.csv"
+    data.write_text("\n".join(lines) + "\n")
+    code, out, err = run(capsys, "split", data, "--out", tmp_path / "parts")
+    assert code == 0, err
+    written = []
+    for part in ("train.csv", "valid.csv"):
+        written += (tmp_path / "parts" / part).read_text().splitlines()[1:]
+    assert sorted(written) == sorted(lines[1:])
+    code, out, err = run(capsys, "train", data, "--target", "Survived", "--epochs", "2",
+                         "--quiet", "--out", tmp_path / "m")
+    assert code == 0, err
+    assert _meta(tmp_path / "m")["id_columns"] == ["PassengerId"]
+    outputs = []
+    for at_a_time in (10_000, 7):
+        monkeypatch.setattr(cli, "ROWS_AT_A_TIME", at_a_time)
+        code, out, err = run(capsys, "predict", tmp_path / "m", data, "--out",
+                             tmp_path / f"p{at_a_time}.csv")
+        assert code == 0, err
+        assert "150 predictions" in out
+        outputs.append((tmp_path / f"p{at_a_time}.csv").read_text())
+    assert outputs[0] == outputs[1]
+    rows = list(csv.reader(outputs[0].splitlines()))
+    assert rows[0] == ["PassengerId", "predicted_Survived", "p_0", "p_1"]
+    assert [r[0] for r in rows[1:]] == [line.split(",")[0] for line in lines[1:]]
+    code, out, err = run(capsys, "predict", tmp_path / "m", data, "--id", "1", "--out",
+                         tmp_path / "q.csv")
+    assert code == 0, err
+    rows = list(csv.reader((tmp_path / "q.csv").read_text().splitlines()))
+    assert [r[0] for r in rows[1:]] == [line.split(",")[1] for line in lines[1:]]  # 0.120
+
+
 def test_split_never_writes_onto_its_input_and_refuses_existing_outputs(tmp_path, capsys,
                                                                         monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -319,3 +319,91 @@ def test_old_saved_encoders_still_transform(tmp_path):
     target = TargetEncoder.from_config({"task": "binary", "classes": ["0", "1"], "mean": 0.0,
                                         "scale": 1.0})
     np.testing.assert_array_equal(target.transform(["1.0", "0", "1"]), [1, 0, 1])
+
+
+def _changing_columns(path, n=6000, seed=4):
+    """A file longer than the first rows the reader looks at, whose columns change below them:
+    'unknown' in the ages, a thousands comma in the incomes, 'inf' in a score, '1.0' among 0/1
+    flags; plus missing spellings, a clean float column and text."""
+    rng = np.random.default_rng(seed)
+    lines = ["id,age,income,score,flag,clean,city,label"]
+    for i in range(n):
+        age = "" if i % 97 == 0 else ("NA" if i % 131 == 0 else str(rng.integers(18, 90)))
+        income = str(rng.integers(20_000, 90_000))
+        score = f"{rng.normal():.4f}"
+        flag = str(i % 2)
+        if i == 5000:
+            age = "unknown"
+        if i == 5200:
+            income = '"41,200"'
+        if i == 5400:
+            score = "inf"
+        if i == 5600:
+            flag = "1.0"
+        lines.append(f"{i + 1:05d},{age},{income},{score},{flag},{rng.normal() * 100:.3f},"
+                     f"{'abc'[i % 3]},{i % 2}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("retries", [4, 1])
+def test_columns_parsed_as_numbers_give_what_text_gives(tmp_path, monkeypatch, retries):
+    pytest.importorskip("pyarrow")
+    import neuralnp.tabular as tabular
+    path = _changing_columns(tmp_path / "data.csv")
+    monkeypatch.setattr(tabular, "RETRIES", retries)
+    fast = read_csv(path)
+    # the columns of numbers are held as numbers ('inf' and '1.0' are numbers), those with text
+    # further down as text; after RETRIES such columns, every column is read as text
+    held = [c._is_numbers for c in fast.columns]
+    assert held == ([True, False, False, True, True, True, False, True] if retries == 4
+                    else [False] * 8)
+    with monkeypatch.context() as patch:
+        patch.setattr(tabular, "_arrow", lambda: None)  # the csv module's reader
+        slow = read_csv(path)
+    features = list(range(7))
+    a, b = TableEncoder().fit(fast, features), TableEncoder().fit(slow, features)
+    assert a.get_config() == b.get_config() and a.notices == b.notices
+    assert "age: 1 cell is not a number (row 5002: 'unknown')" in "\n".join(a.notices)
+    np.testing.assert_array_equal(a.transform(fast), b.transform(slow))
+    for column in range(8):
+        fast_values, slow_values = fast.column_data(column).numbers(), \
+            slow.column_data(column).numbers()
+        for got, want in zip(fast_values[:3], slow_values[:3]):
+            np.testing.assert_array_equal(got, want)
+    part = [5000, 3, 5599]
+    target = TargetEncoder().fit("label", fast.column_data(7))
+    np.testing.assert_array_equal(target.transform(fast.take(part).column_data(7)),
+                                  target.transform(slow.take(part).column_data(7)))
+
+
+def test_a_column_of_numbers_gives_its_cells_back_as_numbers_unless_kept_as_text(tmp_path):
+    pytest.importorskip("pyarrow")
+    path = _csv(tmp_path, "id,x,y\n007,1.50,a\n008,,b\n010,2,a\n")
+    table = read_csv(path)
+    assert table.column(0) == ["7", "8", "10"] and table.column(1) == ["1.5", "", "2"]
+    codes, levels = table.column_data(1).codes()
+    assert list(levels) == ["1.5", "2"] and codes.tolist() == [0, -1, 1]
+    assert table.column_data(1).missing().tolist() == [False, True, False]
+    assert table.take([2, 0]).column(0) == ["10", "7"]
+    for text in (["id"], ["0"], [0]):
+        assert read_csv(path, text=text).column(0) == ["007", "008", "010"]
+    kept = read_csv(path, numbers=False)
+    assert kept.column(0) == ["007", "008", "010"] and kept.column(1) == ["1.50", "", "2"]
+    assert kept.select(["y", "id"]).rows == [["a", "007"], ["b", "008"], ["a", "010"]]
+
+
+def test_reading_and_encoding_never_imports_pandas(tmp_path):
+    # pyarrow imports pandas, when it is installed, for its NumPy conversions: 45 MB of memory
+    # and a quarter of a second that a CSV file does not need
+    pytest.importorskip("pyarrow")
+    import subprocess
+    import sys
+    path = _changing_columns(tmp_path / "data.csv", n=500)
+    code = ("import sys; from neuralnp.tabular import TableEncoder, TargetEncoder, read_csv; "
+            f"t = read_csv({str(path)!r}); e = TableEncoder().fit(t, range(7)); "
+            "e.transform(t.take([1, 2])); TargetEncoder().fit('label', t.column_data(7)); "
+            "t.column_data(6).codes(); t.column(0); "
+            "assert 'pandas' not in sys.modules, 'pandas was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -366,7 +366,7 @@ def cmd_split(args):
         _check_output(path, "--out", "file", inputs=[args.data])
     for path in outputs:
         _check_output(path, "--out", "file", overwrite=args.overwrite)
-    table = read_csv(args.data, notify=_reading)
+    table = read_csv(args.data, notify=_reading, numbers=False)  # cells written back as read
     rows = np.arange(len(table))
     labels = None
     if args.stratify is not None:
@@ -375,10 +375,21 @@ def cmd_split(args):
                                     stratify=labels)
     names = table.names if table.has_header else None
     for path, part in zip(outputs, (np.sort(train), np.sort(valid))):
-        write_csv(path, names, [table.rows[i] for i in part],  # None: no header
+        write_csv(path, names, _rows_of(table, part),  # names None: no header
                   delimiter=table.delimiter)  # decimal commas stay unambiguous
         _say(f"{path}: {len(part)} rows")
     return 0
+
+
+# Rows written to a CSV file are made this many at a time: one str object per cell of a whole
+# large file would hold several times the file.
+ROWS_AT_A_TIME = 10_000
+
+
+def _rows_of(table, positions):
+    """The rows at ``positions`` as lists of str, a chunk at a time."""
+    for start in range(0, len(positions), ROWS_AT_A_TIME):
+        yield from table.take(positions[start:start + ROWS_AT_A_TIME]).rows
 
 
 # -- train ----------------------------------------------------------------------------------------
@@ -465,19 +476,18 @@ def _drop_and_keep(table, target_name, args):
     return names["drop"], names["keep"]
 
 
-def _check_target(target_encoder, name, cells, split):
+def _check_target(target_encoder, name, labels, split):
     """A classification target must have classes to learn, not one value per row (a name, an
-    id); and a validation ``split`` needs two rows of each class."""
+    id); and a validation ``split`` needs two rows of each class. ``labels``: the target's
+    class numbers (None for a regression)."""
     if target_encoder.task == "regression":
         return
-    counts = {}
-    for cell in cells:
-        counts[cell] = counts.get(cell, 0) + 1
-    if len(counts) == len(cells):
+    counts = np.bincount(labels, minlength=len(target_encoder.classes))
+    if len(counts) == len(labels):
         raise ValueError(f"--target {name}: every row holds a different value, so it looks like "
                          "an identifier or free text, not classes to predict; choose another "
                          "--target")
-    single = [c for c, k in counts.items() if k == 1]
+    single = [target_encoder.classes[i] for i in np.flatnonzero(counts == 1)]
     if split and single:
         raise ValueError(f"--target {name}: {len(single)} classes have a single row "
                          f"({', '.join(map(repr, single[:3]))}{', ...' if len(single) > 3 else ''})"
@@ -487,17 +497,24 @@ def _check_target(target_encoder, name, cells, split):
 
 def _identifier_columns(table, encoder):
     """The dropped columns that identify rows (a different whole number in every row, or a name
-    that says id), which predict copies into its output so that a row can be found again."""
-    from .tabular import is_missing
+    that says id, with no cell missing), which predict copies into its output so that a row can
+    be found again."""
     found = []
     for spec in encoder.columns:
         if spec["kind"] != "drop":
             continue
-        cells = table.column(table.names.index(spec["name"]))
-        if any(is_missing(c) for c in cells) or len(set(cells)) != len(cells):
-            continue
-        whole = all(_is_number(c) and float(c).is_integer() for c in cells)
-        if whole or spec["name"].lower().replace("_", "").endswith("id"):
+        column = table.column_data(table.names.index(spec["name"]))
+        numbers = column.numbers(mostly=1.0)  # None unless every present cell is a number
+        whole = numbers is not None and not numbers[2].any() and \
+            np.all(numbers[0] == np.round(numbers[0]))
+        if not (whole or spec["name"].lower().replace("_", "").endswith("id")):
+            continue  # free text (names): no need to count its distinct cells
+        if whole:  # by value: '7' and '7.0' are one identifier
+            distinct = not numbers[1].any() and np.unique(numbers[0]).size == len(column)
+        else:
+            codes, levels = column.codes()
+            distinct = not (codes < 0).any() and len(levels) == len(column)
+        if distinct:
             found.append(spec["name"])
     return found
 
@@ -587,7 +604,7 @@ def _shown(scores, task):
 
 def cmd_train(args):
     import neuralnp as nn
-    from .tabular import TableEncoder, TargetEncoder, read_csv
+    from .tabular import TableEncoder, TargetEncoder, read_csv, release_memory
 
     _check_train_args(args)
     _check_output(args.out, "--out", "model", inputs=[args.data, args.validation])
@@ -599,7 +616,10 @@ def cmd_train(args):
     table = _prepare(table, target, args.data)
     target_encoder = TargetEncoder(None if args.task == "auto" else args.task)
     target_encoder.fit(target_name, table.column_data(target))
-    _check_target(target_encoder, target_name, table.column(target), split=not args.validation)
+    labels = None  # class numbers, for the checks and the stratified split
+    if target_encoder.task != "regression":  # class numbers: '1' and '1.0' are one class
+        labels = target_encoder.transform(table.column_data(target), args.data)
+    _check_target(target_encoder, target_name, labels, split=not args.validation)
     units, activation, loss = _output_and_loss(target_encoder.task, target_encoder.n_outputs,
                                                args.loss)
 
@@ -610,18 +630,23 @@ def cmd_train(args):
         valid_table = _prepare(valid_table, valid_table.index(target_name, "target column"),
                                args.validation)
     else:
-        train_table, valid_table = _split_rows(table, target, target_encoder, args)
+        train_table, valid_table = _split_rows(table, labels, args)
     features = [i for i in range(len(table.names)) if i != target]
     drop, keep = _drop_and_keep(table, target_name, args)
     encoder = TableEncoder().fit(train_table, features, drop=drop, keep=keep)
     for notice in encoder.notices:
         _say(f"notice: {notice}")
+    has_header, id_columns = table.has_header, _identifier_columns(table, encoder)
     x_train = encoder.transform(train_table)
     y_train = target_encoder.transform(train_table.column_data(target), args.data)
     x_valid = encoder.transform(valid_table, notify=_notice)
     valid_target = valid_table.names.index(target_name)
     y_valid = target_encoder.transform(valid_table.column_data(valid_target),
                                        valid_table.source)
+    # The cells are encoded: training needs only the matrices, so the file's columns go now
+    # rather than sit beside the network's workspaces until the model is saved.
+    del table, train_table, valid_table, labels
+    release_memory()
 
     layers = []
     for size in args.layers:
@@ -693,11 +718,11 @@ def cmd_train(args):
               "validation": _scores_of(model, target_encoder, x_valid, y_valid)}
     title = f"Learning curves: {Path(args.data).name}, target {target_name}"
     model.metadata["cli"] = {
-        "target": target_name, "header": table.has_header, "data": str(args.data),
+        "target": target_name, "header": has_header, "data": str(args.data),
         "encoder": encoder.get_config(), "target_encoder": target_encoder.get_config(),
         "notices": encoder.notices, "history": history, "scores": scores,
         "kept_epoch": kept, "interrupted": interrupted, "title": title,
-        "id_columns": _identifier_columns(table, encoder),
+        "id_columns": id_columns,
         "training": {k: v for k, v in vars(args).items() if k not in ("run", "command")},
     }
     model.save(args.out)
@@ -735,12 +760,10 @@ def _curve_metrics(history):
     return names or None
 
 
-def _split_rows(table, target, target_encoder, args):
+def _split_rows(table, labels, args):
+    """Training and validation parts of ``table``, stratified by ``labels`` (None: not)."""
     from .preprocessing import train_test_split
     rows = np.arange(len(table))
-    labels = None
-    if target_encoder.task != "regression":  # class numbers: '1' and '1.0' are one stratum
-        labels = target_encoder.transform(table.column_data(target), table.source)
     train, valid = train_test_split(rows, test_size=args.validation_split, seed=args.seed,
                                     stratify=labels)
     return table.take(np.sort(train)), table.take(np.sort(valid))
@@ -769,8 +792,9 @@ def _load(path, need_cli=True):
             TargetEncoder.from_config(meta["target_encoder"]))
 
 
-def _score(model, meta, target_encoder, table, x, out_folder):
-    """Scores (and, for classes, the confusion matrix) when ``table`` carries the target."""
+def _score(model, meta, target_encoder, table, x, out_folder, outputs=None):
+    """Scores (and, for classes, the confusion matrix) when ``table`` carries the target.
+    ``outputs``: the model's outputs for ``x``, when the caller has them."""
     from . import metrics
     target = meta["target"]
     if target not in table.names:
@@ -781,13 +805,15 @@ def _score(model, meta, target_encoder, table, x, out_folder):
         return None
     if not present.all():  # a copy of x only when some rows lack the target
         column, x = column.take(np.flatnonzero(present)), x[present]
+        outputs = None if outputs is None else outputs[present]
     y = target_encoder.transform(column, table.source)
     scores = _scores_of(model, target_encoder, x, y)
     rows = [(k, f"{scores[k]:.4f}") for k in _shown(scores, target_encoder.task)]
     _table(f"scores on {Path(table.source).name} ({int(present.sum())} rows)", ["", "value"], rows)
     if target_encoder.task != "regression":
         names = target_encoder.classes
-        matrix = metrics.confusion_matrix(y, model.predict(x), num_classes=len(names))
+        matrix = metrics.confusion_matrix(y, model.predict(x) if outputs is None else outputs,
+                                          num_classes=len(names))
         _table("confusion matrix (rows: true, columns: predicted)", ["true \\ predicted", *names],
                [(n, *row) for n, row in zip(names, matrix.tolist())])
         _try_plot("confusion matrix", lambda: _plots().confusion_matrix(
@@ -797,32 +823,45 @@ def _score(model, meta, target_encoder, table, x, out_folder):
 
 
 def cmd_predict(args):
-    from .tabular import read_csv, write_csv
+    from .tabular import read_csv, release_memory, write_csv
     _check_output(args.out, "--out", "file", inputs=[args.data, args.model])
     model, meta, encoder, target_encoder = _load(args.model)
+    wanted = list(args.id) if args.id else list(meta.get("id_columns", []))
     table = read_csv(args.data, header=meta["header"], delimiter=_delimiter(args),
-                     notify=_reading)
+                     notify=_reading, text=wanted)  # identifiers copied as written: 007
     if args.id:
         ids = [table.names[table.index(col, "--id column")] for col in args.id]
     else:  # the identifiers train dropped, when this file has them
         ids = [c for c in meta.get("id_columns", []) if c in table.names]
     x = encoder.transform(table, notify=_notice)
-    predicted, probs = target_encoder.decode(model.predict(x))
-    if ids:
-        columns = [table.column(table.names.index(c)) for c in ids]
-        header = [*ids, f"predicted_{meta['target']}"]
-        rows = [[*(col[i] for col in columns), p] for i, p in enumerate(predicted)]
-    else:
-        header = ["row", f"predicted_{meta['target']}"]
-        rows = [[i + 1, p] for i, p in enumerate(predicted)]
-    if probs is not None:
+    # Only the identifiers and the target are needed from here on.
+    table = table.select([*ids, *[meta["target"]] * (meta["target"] in table.names)])
+    release_memory()
+    outputs = model.predict(x)
+    header = [*ids, f"predicted_{meta['target']}"] if ids else \
+        ["row", f"predicted_{meta['target']}"]
+    if target_encoder.task != "regression":
         header += [f"p_{c}" for c in target_encoder.classes]
-        for row, p in zip(rows, probs):
-            row += [f"{v:.6f}" for v in p]
-    write_csv(args.out, header, rows)
-    _say(f"{len(rows)} predictions: {args.out}")
-    _score(model, meta, target_encoder, table, x, Path(args.out).resolve().parent)
+    write_csv(args.out, header, _prediction_rows(table, ids, target_encoder, outputs))
+    _say(f"{len(outputs)} predictions: {args.out}")
+    _score(model, meta, target_encoder, table, x, Path(args.out).resolve().parent, outputs)
     return 0
+
+
+def _prediction_rows(table, ids, target_encoder, outputs):
+    """The rows of the predictions file, a chunk at a time: as one list, 300,000 rows of str
+    held more memory than the encoded file."""
+    columns = [table.column_data(table.names.index(c)) for c in ids]
+    for start in range(0, len(outputs), ROWS_AT_A_TIME):
+        stop = min(start + ROWS_AT_A_TIME, len(outputs))
+        predicted, probs = target_encoder.decode(outputs[start:stop])
+        first = [c.cells(np.arange(start, stop)) for c in columns] or \
+            [range(start + 1, stop + 1)]  # the row number
+        rows = [[*cells, p] for *cells, p in zip(*first, predicted)]
+        if probs is not None:
+            for row, p in zip(rows, probs.tolist()):
+                row += [f"{v:.6f}" for v in p]
+        yield from rows
 
 
 def cmd_evaluate(args):
