@@ -14,7 +14,7 @@ from .callbacks import Callback, History  # noqa: E402
 from .layers import (  # noqa: E402
     AveragePooling2D, Conv2D, Flatten, GlobalAveragePooling2D, MaxPooling2D, Reshape,
     ELU, GELU, SELU, Activation, ArcTan, BatchNormalization, BinaryStep, Dense, Dropout, Layer,
-    LayerNormalization, LeakyReLU, Linear, PReLU,
+    Input, LayerNormalization, LeakyReLU, Linear, PReLU,
     ReLU, Sigmoid, SiLU, Softmax, Softplus, Swish, Tanh,
 )
 from .errors import ModelFileError, TrainingDivergedError  # noqa: E402

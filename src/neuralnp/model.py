@@ -20,6 +20,7 @@ from ._registry import serialize
 from .backend import check_device, resolve_dtype
 from .callbacks import CallbackList, History, ProgbarLogger
 from .layers import Layer, deserialize as deserialize_layer
+from .layers.input import Input
 from .layers.activations import Activation, Sigmoid, Softmax, output_activation, sigmoid, softmax
 from .errors import TrainingDivergedError
 from .parameters import FlatBuffer
@@ -48,6 +49,7 @@ class Sequential:
         self.rng = np.random.default_rng(self.seed)
         self.dtype = resolve_dtype(dtype)
         self.layers = []
+        self._input = None  # the sample shape nn.Input declared, when the model starts with one
         self.built = False
         self.buffer = None
         self.loss = self.optimizer = None
@@ -62,13 +64,44 @@ class Sequential:
     # -- building -------------------------------------------------------------------------------
 
     def add(self, layer):
+        """Append ``layer`` (or take ``nn.Input(shape)`` as the first element).
+
+        A model whose input is declared (``nn.Input`` first, or ``input_shape=`` / ``input_dim=``
+        on the first layer) is built as its layers arrive, as in Keras, so ``summary()`` works
+        before ``compile``. Each new layer draws its weights after the earlier layers' (which
+        stay as they are), so a seed gives the weights one build of the whole stack gives.
+        """
+        if isinstance(layer, Input):
+            if self.layers or self._input is not None:
+                raise ValueError(f"{layer!r} must be the first element of the model, and only "
+                                 "one; e.g. nn.Sequential([nn.Input((30,)), nn.Dense(8), ...])")
+            self._input = layer.shape
+            return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential takes layers, got {type(layer).__name__}; "
                             "e.g. nn.Dense(10) or nn.Activation('relu')")
-        if self.built:
-            raise ValueError("the model is already built; add layers before the first fit, "
+        growing = self.optimizer is None and self._declared_input_shape() is not None
+        if self.built and not growing:
+            raise ValueError("the model is compiled; add every layer before compile()"
+                             if self.optimizer is not None else
+                             "the model is already built; add layers before the first fit, "
                              "predict or build call")
         self.layers.append(layer)
+        if self.optimizer is None and self._declared_input_shape() is not None:
+            try:
+                self._build_added()
+            except Exception:
+                self.layers.pop()  # a layer that cannot take the shape leaves the model as it was
+                raise
+
+    def _build_added(self):
+        """Build the model for its declared input, or (built already) only its new last layer."""
+        if not self.built:
+            self.build(self._declared_input_shape())
+            return
+        shape = self.layers[-1].build_for(self.output_shape, self.dtype, self.rng)
+        self.buffer = FlatBuffer([p for layer in self.layers for p in layer.parameters()], self.dtype)
+        self.output_shape = shape
 
     def build(self, input_shape):
         """Create every layer's weights for inputs of ``input_shape`` (with or without a leading
@@ -88,13 +121,24 @@ class Sequential:
         if shape and shape[0] is None:
             shape = shape[1:]
         self.input_shape = tuple(int(d) for d in shape)
+        for declared in (self._input, self.layers[0].declared_input_shape):
+            if declared is not None and declared != self.input_shape:
+                raise ValueError(f"the model's input was declared as {declared} (nn.Input or "
+                                 f"input_shape=) but is being built for {self.input_shape}; "
+                                 "make the declaration and the data agree")
         for layer in self.layers:
             shape = layer.build_for(shape, self.dtype, self.rng)
         self.output_shape = shape
         self.layers[0].need_input_grad = False
 
     def _declared_input_shape(self):
-        dim = getattr(self.layers[0], "input_dim", None) if self.layers else None
+        """One sample's shape as ``nn.Input``, or ``input_shape=`` / ``input_dim=`` on the first
+        layer, declared it; None when undeclared."""
+        if self._input is not None or not self.layers:
+            return self._input
+        if self.layers[0].declared_input_shape is not None:
+            return self.layers[0].declared_input_shape
+        dim = getattr(self.layers[0], "input_dim", None)
         return None if dim is None else (dim,)
 
     def compile(self, loss, optimizer="adam", metrics=None):
@@ -529,8 +573,9 @@ class Sequential:
     def _require_built(self, what):
         if not self.built:
             raise RuntimeError(f"the model is not built yet, so it has no {what}; call fit(), "
-                               "predict() or build(input_shape) first, or give the first layer "
-                               "input_dim=")
+                               "predict() or build(input_shape) first, or declare the input: "
+                               "nn.Input((n_features,)) as the first element, or input_dim= "
+                               "(input_shape=) on the first layer")
 
     def get_weights(self):
         """Every layer's weights as NumPy arrays, in Keras's order (kernel, bias, ... per layer)."""
@@ -603,8 +648,11 @@ class Sequential:
     def from_config(cls, config, build=True):
         """The model ``config`` describes; built (with fresh weights) when it names an input
         shape and ``build`` is true."""
-        model = cls([deserialize_layer(spec) for spec in config["layers"]], seed=config.get("seed"),
-                    dtype=config.get("dtype", "float32"), name=config.get("name", "sequential"))
+        model = cls(seed=config.get("seed"), dtype=config.get("dtype", "float32"),
+                    name=config.get("name", "sequential"))
+        # Not add()ed: a declared input would build the model now, and build=False (the loader
+        # checking a file before it allocates) must build nothing.
+        model.layers = [deserialize_layer(spec) for spec in config["layers"]]
         if build and config.get("input_shape") is not None:
             model.build(tuple(config["input_shape"]))
         return model
@@ -615,6 +663,7 @@ class Sequential:
         return self
 
     def save(self, path):
-        """Write the model to a folder (or ``.zip``): ``config.json`` + ``weights.safetensors``."""
+        """Write the model to a folder, or to one zip file when ``path`` ends in ``.keras`` or
+        ``.zip``: ``config.json`` + ``weights.safetensors``. ``.h5`` is refused (no HDF5)."""
         from .serialization import save_model
         save_model(self, path)

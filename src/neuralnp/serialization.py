@@ -1,6 +1,7 @@
 """Saving and loading models: ``config.json`` + ``weights.safetensors``, never pickle.
 
-A model is written to a folder, or to a ``.zip`` holding the same two files. The weights file
+A model is written to a folder, or to one zip file holding the same two files when the name
+ends in ``.zip`` or ``.keras`` (Keras's habit: ``model.save("m.keras")``). The weights file
 holds every parameter (``layers.<i>/<param name>``) and the optimizer's state arrays
 (``optimizer/<slot>``); the config holds the architecture, the compile settings, the optimizer's
 step count and the state of every random generator, so that ``fit`` after ``load_model``
@@ -53,6 +54,8 @@ MAX_HEADER_BYTES = 16 << 20
 MAX_ZIP_RATIO = 20
 ZIP_RATIO_ALLOWANCE = 64 << 20
 DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+ZIP_SUFFIXES = (".zip", ".keras")  # one file; any other name is a folder
+HDF5_SUFFIXES = (".h5", ".hdf5")  # Keras's old format: refused, saying what to use
 
 
 # -- saving ---------------------------------------------------------------------------------------
@@ -94,7 +97,8 @@ def _config(model, scalars, save_id, weights_sha256):
 
 
 def save_model(model, path):
-    """Write ``model`` to ``path``: a folder, or a file when the name ends in ``.zip``.
+    """Write ``model`` to ``path``: a folder, or a zip file when the name ends in ``.zip`` or
+    ``.keras``. A ``.h5`` name is refused: HDF5 is not written.
 
     An existing model at ``path`` is replaced atomically; any other existing file or folder
     there is refused.
@@ -106,13 +110,17 @@ def save_model(model, path):
     if not model.built:
         raise RuntimeError("the model has no weights yet; fit it (or call build) before saving")
     path = Path(path)
-    as_zip = path.suffix.lower() == ".zip"
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        raise ValueError(f"{path}: HDF5 files (.h5) are not supported; save to a name ending in "
+                         f".keras or .zip (one file), e.g. {path.with_suffix('.keras').name!r}, "
+                         "or to a folder name")
+    as_zip = path.suffix.lower() in ZIP_SUFFIXES
     if as_zip and path.is_dir():
-        raise ValueError(f"{path} is a folder; a .zip name must be free or an existing model "
-                         "archive. Choose another name")
+        raise ValueError(f"{path} is a folder; a {path.suffix} name must be free or an existing "
+                         "model archive. Remove it or choose another name")
     if not as_zip and path.exists() and not path.is_dir():
         raise ValueError(f"{path} is an existing file, not a model folder; choose a new path "
-                         "(a name ending in .zip writes one file) or remove it first")
+                         "(a name ending in .keras or .zip writes one file) or remove it first")
     if (not as_zip and path.is_dir() and not (path / CONFIG_NAME).is_file()
             and any(path.iterdir())):
         raise FileExistsError(f"{path} exists and is not a neuralnp model folder; choose another "
@@ -380,8 +388,11 @@ def model_file_errors(path):
     except ModelFileError:
         raise
     except _ARCHIVE_ERRORS as exc:
+        hint = ("; HDF5 files (Keras's .h5) are not read: load the folder, .keras or .zip file "
+                "that neuralnp's model.save() wrote" if Path(path).suffix.lower() in HDF5_SUFFIXES
+                else "")
         raise ModelFileError(path, f"it is neither a model folder nor a valid .zip "
-                                   f"archive ({exc})") from None
+                                   f"archive ({exc}){hint}") from None
     except OSError as exc:
         raise ModelFileError(path, f"it cannot be read ({exc})") from None
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,

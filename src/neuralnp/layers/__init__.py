@@ -9,6 +9,7 @@ from .base import Layer, register_layer
 from .conv import Conv2D
 from .dense import Dense
 from .dropout import Dropout
+from .input import Input
 from .normalization import BatchNormalization, LayerNormalization
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .reshape import Flatten, Reshape

@@ -15,6 +15,7 @@ from .. import initializers, kernels, regularizers
 from .._registry import Configurable
 from ..backend import resolve_dtype
 from ..parameters import Parameter
+from .input import sample_shape
 
 
 # Every Layer subclass by class name, filled as each class is defined (Layer.__init_subclass__):
@@ -53,6 +54,7 @@ class Layer(Configurable):
     # The MPIStrategy of a distributed fit, set for its duration: layers that mix the samples of
     # a batch (Dropout's mask, BatchNormalization's statistics) read the global batch from it.
     strategy = None
+    declared_input_shape = None  # set by __init__; a subclass that skips it declares nothing
 
     def __init_subclass__(cls, register=True, **kwargs):
         """Register every subclass, so that a model holding it loads from its saved config with
@@ -62,8 +64,12 @@ class Layer(Configurable):
         if register and not cls.__name__.startswith("_"):
             register_layer(cls)
 
-    def __init__(self, name=None, dtype=None):
+    def __init__(self, name=None, dtype=None, input_shape=None):
         self.name = name or _default_name(type(self).__name__)
+        # Keras's input_shape=: one sample's shape, declared on the model's first layer so that
+        # the model builds when made; later layers ignore it, as in Keras.
+        self.declared_input_shape = (None if input_shape is None
+                                     else sample_shape(input_shape, "input_shape"))
         self._dtype_arg = None if dtype is None else resolve_dtype(dtype).name
         self.dtype = None if dtype is None else resolve_dtype(dtype)
         self.built = False
@@ -201,6 +207,8 @@ class Layer(Configurable):
         config = {"name": self.name}
         if self._dtype_arg is not None:
             config["dtype"] = self._dtype_arg
+        if self.declared_input_shape is not None:  # only when given: older files stay the same
+            config["input_shape"] = list(self.declared_input_shape)
         return config
 
     def __repr__(self):
