@@ -318,6 +318,7 @@ def test_a_nan_weight_gives_nan_predictions_and_fit_stops(activation, path, monk
                            nn.Dense(1, activation="sigmoid")], seed=0)
     model.compile(loss="binary_crossentropy", optimizer="adam")
     model.build((3,))
+    assert model.layers[0].ops is get_ops(path)
     model.layers[0].kernel.value[0, 0] = np.nan  # set_weights refuses NaN: write it in place
     assert np.isnan(model.predict(x)).all()
     with pytest.raises(nn.TrainingDivergedError):

@@ -373,11 +373,10 @@ def test_a_schedule_value_not_finite_in_the_model_dtype_is_refused_before_the_st
         model.fit(x, y, epochs=1, verbose=0, callbacks=[jump])
 
 
-@pytest.fixture(params=[pytest.param("compiled", marks=pytest.mark.skipif(
-    nn.kernels.numba is None, reason="Numba is not installed")), "numpy"])
+@pytest.fixture(params=[pytest.param("numba", marks=pytest.mark.skipif(
+    not nn.backends.numba_available(), reason="Numba is not installed")), "numpy"])
 def kernel_path(request, monkeypatch):
-    if request.param == "numpy":
-        monkeypatch.setattr(nn.kernels, "numba", None)
+    monkeypatch.setenv("NEURALNP_KERNELS", request.param)
     return request.param
 
 

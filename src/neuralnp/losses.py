@@ -13,8 +13,7 @@ its gradient is simply ``p - y``.
 import numpy as np
 
 from ._registry import Configurable, resolve
-from . import kernels
-from .layers.activations import sigmoid
+from .backends import get_ops
 
 EPSILON = 1e-7  # probabilities are clipped to [ε, 1 - ε] before a log, as Keras does
 
@@ -24,10 +23,32 @@ class Loss(Configurable):
 
     name = "loss"
 
+    # The operations this loss runs (see neuralnp.backends) and their array module, set by
+    # build: by the model with its own, or on the first forward with get_ops().
+    ops = xp = None
+
     def __init__(self, from_logits=False):
         self.from_logits = bool(from_logits)
 
-    def forward(self, y_pred, y_true, sample_weight=None):
+    def build(self, ops=None):
+        """Compute with ``ops`` (``get_ops()`` when None); returns the loss."""
+        self.ops = ops if ops is not None else get_ops()
+        self.xp = self.ops.xp
+        return self
+
+    def forward(self, y_pred, y_true, sample_weight=None, out=None):
+        """The batch's loss as a float; with ``out`` (a 1-element array) the loss is written
+        there and ``out`` is returned, so that a loop may read it when it chooses (on a GPU,
+        once per epoch rather than once per step)."""
+        if self.ops is None:
+            self.build()
+        value = self._mean(y_pred, y_true, sample_weight)
+        if out is None:
+            return value
+        out[...] = value
+        return out
+
+    def _mean(self, y_pred, y_true, sample_weight):
         per_sample, grad = self._compute(y_pred, y_true)
         n = y_pred.shape[0]
         if per_sample.ndim > 1:
@@ -100,20 +121,38 @@ class Huber(Loss):
 
 
 class _FusedLogits:
-    """Softmax (or sigmoid) + cross-entropy from logits in one compiled pass (kernels.py), when
-    it can."""
+    """Softmax (or sigmoid) + cross-entropy from the logits of a batch ``(N, K)`` in one
+    operation of the ops (``Ops.softmax_xent``, ``softmax_xent_dense``, ``sigmoid_xent``, named
+    by ``_fused_op``), into arrays made once per batch shape."""
 
-    def forward(self, y_pred, y_true, sample_weight=None):
-        if self.from_logits and sample_weight is None and y_pred.ndim == 2:
-            shape = y_pred.shape
-            if getattr(self, "_fused_shape", None) != (shape, y_pred.dtype):
-                self._fused_shape = (shape, y_pred.dtype)
-                self._probs, self._fused_grad = np.empty_like(y_pred), np.empty_like(y_pred)
-            value = self._kernel(y_pred, y_true, self._probs, self._fused_grad)
-            if value is not None:
-                self.probabilities, self._grad = self._probs, self._fused_grad
-                return value
-        return super().forward(y_pred, y_true, sample_weight)
+    _fused_key = None
+
+    def build(self, ops=None):
+        super().build(ops)
+        self._fused = getattr(self.ops, self._fused_op)  # bound once: it runs every step
+        self._fused_key = None
+        return self
+
+    def forward(self, y_pred, y_true, sample_weight=None, out=None):
+        if not (self.from_logits and sample_weight is None and y_pred.ndim == 2):
+            return super().forward(y_pred, y_true, sample_weight, out)
+        if self.ops is None:
+            self.build()
+        key = (y_pred.shape, y_pred.dtype)
+        if self._fused_key != key:
+            self._fused_key, xp = key, self.xp
+            self._probs, self._fused_grad = xp.empty_like(y_pred), xp.empty_like(y_pred)
+            self._value = xp.empty(1)
+        loss = self._value if out is None else out
+        self._fused(y_pred, self._fused_targets(y_true, y_pred.dtype), self._probs,
+                    self._fused_grad, loss)
+        self.probabilities, self._grad = self._probs, self._fused_grad
+        return float(loss[0]) if out is None else out
+
+    def _fused_targets(self, y_true, dtype):
+        """The targets as the operation takes them: an array of the logits' dtype."""
+        dtype_of = getattr(y_true, "dtype", None)
+        return y_true if dtype_of == dtype else np.asarray(y_true, dtype=dtype)
 
 
 class BinaryCrossentropy(_FusedLogits, Loss):
@@ -124,14 +163,14 @@ class BinaryCrossentropy(_FusedLogits, Loss):
     """
 
     name = "binary_crossentropy"
-    _kernel = staticmethod(kernels.sigmoid_xent)
+    _fused_op = "sigmoid_xent"
 
     def _compute(self, y_pred, y_true):
         n, d = len(y_pred), _features(y_pred)
         if self.from_logits:
             z = y_pred
             per = np.maximum(z, 0) - z * y_true + np.log1p(np.exp(-np.abs(z)))
-            self.probabilities = sigmoid(z)
+            self.probabilities = self.ops.sigmoid(z, self.xp.empty_like(z))
             return np.mean(per.reshape(n, -1), axis=1), (self.probabilities - y_true) / d
         p = np.clip(y_pred, EPSILON, 1 - EPSILON)
         per = -(y_true * np.log(p) + (1 - y_true) * np.log1p(-p))
@@ -146,11 +185,11 @@ class CategoricalCrossentropy(_FusedLogits, Loss):
     """
 
     name = "categorical_crossentropy"
-    _kernel = staticmethod(kernels.softmax_xent_dense)
+    _fused_op = "softmax_xent_dense"
 
     def _compute(self, y_pred, y_true):
         if self.from_logits:
-            log_p = _log_softmax(y_pred)
+            log_p = self.ops.log_softmax(y_pred, self.xp.empty_like(y_pred))
             self.probabilities = np.exp(log_p)
             grad = self.probabilities * np.sum(y_true, axis=-1, keepdims=True) - y_true
             return -np.sum(y_true * log_p, axis=-1), grad
@@ -163,13 +202,20 @@ class SparseCategoricalCrossentropy(_FusedLogits, Loss):
     ``ℓ = -log p_y``; from logits ``∂ℓ/∂z = p - onehot(y)``."""
 
     name = "sparse_categorical_crossentropy"
-    _kernel = staticmethod(kernels.softmax_xent)
+    _fused_op = "softmax_xent"
+
+    def _fused_targets(self, y_true, dtype):
+        """Integer row indices ``(N,)``, whatever form the caller's labels take."""
+        if getattr(y_true, "dtype", None) == np.intp and y_true.ndim == 1:
+            return y_true
+        return np.asarray(y_true).reshape(-1).astype(np.intp)
+
 
     def _compute(self, y_pred, y_true):
         labels = np.asarray(y_true).reshape(-1).astype(np.intp, copy=False)
         rows = np.arange(len(labels))
         if self.from_logits:
-            log_p = _log_softmax(y_pred)
+            log_p = self.ops.log_softmax(y_pred, self.xp.empty_like(y_pred))
             self.probabilities = np.exp(log_p)
             grad = self.probabilities.copy()
             grad[rows, labels] -= 1
@@ -178,11 +224,6 @@ class SparseCategoricalCrossentropy(_FusedLogits, Loss):
         grad = np.zeros_like(y_pred)
         grad[rows, labels] = -1.0 / p[rows, labels]
         return -np.log(p[rows, labels]), grad
-
-
-def _log_softmax(z):
-    shifted = z - np.max(z, axis=-1, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
 REGISTRY = {

@@ -21,7 +21,8 @@ import math
 
 import numpy as np
 
-from . import kernels, schedules
+from . import schedules
+from .backends import get_ops
 from ._registry import Configurable, resolve, serialize
 from .errors import TrainingDivergedError
 
@@ -57,16 +58,24 @@ class Optimizer(Configurable):
         self.buffer = None
         self.state = {}
 
-    def build(self, buffer):
-        """Bind to a model's flat buffer and create zeroed state (kept if already loaded)."""
+    def build(self, buffer, ops=None):
+        """Bind to a model's flat buffer and create zeroed state (kept if already loaded);
+        the updates run on ``ops`` (``get_ops()`` when None)."""
+        self.ops = ops if ops is not None else get_ops()
+        self.xp = xp = self.ops.xp
         self.buffer = buffer
         for name in self.slots:
             arr = self.state.get(name)
             if arr is None or arr.shape != buffer.values.shape:
-                self.state[name] = np.full_like(buffer.values, self._initial_state(name))
-        self._tmp = np.empty_like(buffer.values)
-        # The weights before each step, put back when the step makes any of them NaN or inf.
-        self._previous = np.empty_like(buffer.values)
+                self.state[name] = xp.full_like(buffer.values, self._initial_state(name))
+        self._tmp = xp.empty_like(buffer.values)
+        # The weights before each step, put back when the step makes any of them NaN or inf,
+        # and the finite check of the new ones (see Ops.sgd).
+        self._previous = xp.empty_like(buffer.values)
+        self._check = xp.empty(1, buffer.dtype)
+        # The learning rate of the step as a 1-element array, as the ops take it: written by
+        # step() here; a device step may compute it in place instead.
+        self._lr = xp.empty(1, buffer.dtype)
         self._lr_limit = float(np.finfo(buffer.dtype).max)
         if not callable(self.learning_rate) and not self.learning_rate <= self._lr_limit:
             raise ValueError(f"learning_rate {self.learning_rate:g} is infinite in the model's "
@@ -91,35 +100,41 @@ class Optimizer(Configurable):
                              f"which is not a finite {self.buffer.dtype.name} number (|lr| <= "
                              f"{self._lr_limit:.3g}); make it return rates such as 1e-3")
         self.iterations += 1
-        params, grads = self.buffer.values, self.buffer.grads
+        # The rate as a number too: updates that derive a rate from it (Adam's step size, a
+        # decay) compute in float64 first and round once, as torch does.
+        self._rate = lr
+        self._lr[0] = lr
+        xp, params, grads = self.xp, self.buffer.values, self.buffer.grads
         if self.clipvalue is not None:
-            np.clip(grads, -self.clipvalue, self.clipvalue, out=grads)
+            xp.clip(grads, -self.clipvalue, self.clipvalue, out=grads)
         if self.clipnorm is not None:
-            norm = math.sqrt(float(np.dot(grads, grads)))
+            norm = math.sqrt(float(self.ops.sum_squares(grads, self._check)[0]))
             coef = self.clipnorm / (norm + 1e-6)
             if coef < 1.0:
                 grads *= coef
         if self.weight_decay and not self.decoupled_weight_decay:
-            np.multiply(params, self.weight_decay, out=self._tmp)
+            xp.multiply(params, self.weight_decay, out=self._tmp)
             grads += self._tmp
-        if self._guarded_update:
-            finite = self._update(params, grads, lr)
-        else:
-            finite = kernels._guard(params, self._previous, self._update, params, grads, lr)
-        # `finite` is False for weights near 1e19 too (the check sums squares): confirm it.
-        if not finite and not np.isfinite(params).all():
-            bad = int(params.size - np.count_nonzero(np.isfinite(params)))
-            np.copyto(params, self._previous)
+        if not self._guarded_update:
+            xp.copyto(self._previous, params)
+        self._update(params, grads, self._lr)
+        if not self._guarded_update:
+            self.ops.sum_squares(params, self._check)
+        # The check is not finite for weights near 1e19 too (Ops.sum_squares): confirm it.
+        if not math.isfinite(self._check[0]) and not xp.isfinite(params).all():
+            bad = int(params.size - xp.count_nonzero(xp.isfinite(params)))
+            xp.copyto(params, self._previous)
             raise TrainingDivergedError(
                 f"the update made {bad} of {params.size} weights NaN or infinite")
 
     decoupled_weight_decay = False
-    # True when _update saves the weights in self._previous and returns whether the new ones
-    # may all be finite, in the same pass as the update (kernels.adam / kernels.sgd); otherwise
-    # step() does both around it, two more passes over the buffer.
+    # True when _update saves the weights in self._previous and writes the finite check into
+    # self._check in the same pass as the update (Ops.adam, Ops.sgd); otherwise step() does
+    # both around it, two more passes over the buffer.
     _guarded_update = False
 
     def _update(self, params, grads, lr):
+        """Update ``params`` in place from ``grads``; ``lr`` is a 1-element array."""
         raise NotImplementedError
 
     def state_dict(self):
@@ -187,21 +202,19 @@ class SGD(Optimizer):
 
     def _update(self, params, grads, lr):
         if not self.momentum:
-            return kernels.sgd(params, grads, lr, self._tmp, self._previous)
-        buf = self.state["momentum"]
+            return self.ops.sgd(params, grads, lr, self._tmp, self._previous, self._check)
+        xp, buf = self.xp, self.state["momentum"]
         if self.iterations == 1:
             buf[...] = grads
         else:
             buf *= self.momentum
-            np.multiply(grads, 1.0 - self.dampening, out=self._tmp)
+            xp.multiply(grads, 1.0 - self.dampening, out=self._tmp)
             buf += self._tmp
         if self.nesterov:
-            np.multiply(buf, self.momentum, out=self._tmp)
+            xp.multiply(buf, self.momentum, out=self._tmp)
             self._tmp += grads
-        else:
-            self._tmp[...] = buf
-        self._tmp *= lr
-        params -= self._tmp
+            return self.ops.sgd(params, self._tmp, lr, self._tmp)
+        return self.ops.sgd(params, buf, lr, self._tmp)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "dampening": self.dampening,
@@ -226,37 +239,35 @@ class RMSprop(Optimizer):
         self.slots = ("square_avg",) + (("grad_avg",) if centered else ()) + \
             (("momentum",) if self.momentum else ())
 
-    def build(self, buffer):
-        super().build(buffer)
-        self._denom = np.empty_like(buffer.values)
+    def build(self, buffer, ops=None):
+        super().build(buffer, ops)
+        self._denom = self.xp.empty_like(buffer.values)
 
     def _update(self, params, grads, lr):
-        rho, tmp, denom = self.rho, self._tmp, self._denom
+        xp, rho, tmp, denom = self.xp, self.rho, self._tmp, self._denom
         sq = self.state["square_avg"]
         sq *= rho
-        np.multiply(grads, grads, out=tmp)
+        xp.multiply(grads, grads, out=tmp)
         tmp *= 1.0 - rho
         sq += tmp
         if self.centered:
             ga = self.state["grad_avg"]
             ga *= rho
-            np.multiply(grads, 1.0 - rho, out=tmp)
+            xp.multiply(grads, 1.0 - rho, out=tmp)
             ga += tmp
-            np.multiply(ga, ga, out=denom)
-            np.subtract(sq, denom, out=denom)
-            np.sqrt(denom, out=denom)
+            xp.multiply(ga, ga, out=denom)
+            xp.subtract(sq, denom, out=denom)
+            xp.sqrt(denom, out=denom)
         else:
-            np.sqrt(sq, out=denom)
+            xp.sqrt(sq, out=denom)
         denom += self.epsilon
-        np.divide(grads, denom, out=tmp)
+        xp.divide(grads, denom, out=denom)  # g/d: the step direction
         if self.momentum:
             buf = self.state["momentum"]
             buf *= self.momentum
-            buf += tmp
-            np.multiply(buf, lr, out=tmp)
-        else:
-            tmp *= lr
-        params -= tmp
+            buf += denom
+            denom = buf
+        self.ops.sgd(params, denom, lr, tmp)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
@@ -283,15 +294,20 @@ class Adagrad(Optimizer):
     def _initial_state(self, name):
         return self.initial_accumulator_value
 
+    def build(self, buffer, ops=None):
+        super().build(buffer, ops)
+        self._direction = self.xp.empty_like(buffer.values)
+
     def _update(self, params, grads, lr):
-        acc, tmp = self.state["sum"], self._tmp
-        np.multiply(grads, grads, out=tmp)
+        xp, acc, tmp, direction = self.xp, self.state["sum"], self._tmp, self._direction
+        xp.multiply(grads, grads, out=tmp)
         acc += tmp
-        np.sqrt(acc, out=tmp)
-        tmp += self.epsilon
-        np.divide(grads, tmp, out=tmp)
-        tmp *= lr / (1.0 + (self.iterations - 1) * self.lr_decay)
-        params -= tmp
+        xp.sqrt(acc, out=direction)
+        direction += self.epsilon
+        xp.divide(grads, direction, out=direction)
+        if self.lr_decay:  # η_t in place of η: step() writes η again before the next update
+            lr[0] = self._rate / (1.0 + (self.iterations - 1) * self.lr_decay)
+        self.ops.sgd(params, direction, lr, tmp)
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
@@ -314,17 +330,29 @@ class Adam(Optimizer):
         self.epsilon = _check_range("epsilon", epsilon, 0, math.inf)
         self.amsgrad = bool(amsgrad)
         self.slots = ("m", "v", "v_max") if self.amsgrad else ("m", "v")
-        # Nadam writes its own update, and AdamW's decay changes the weights before the kernel
+        # Nadam writes its own update, and AdamW's decay changes the weights before Ops.adam
         self._guarded_update = type(self) is Adam
 
-    def _update(self, params, grads, lr):
+    def build(self, buffer, ops=None):
+        super().build(buffer, ops)
+        # The bias corrections η/(1-β₁ᵗ) and √(1-β₂ᵗ) as the ops take them: 1-element arrays.
+        self._step_size = self.xp.empty(1, buffer.dtype)
+        self._bc2_sqrt = self.xp.empty(1, buffer.dtype)
+
+    def _bias_corrections(self):
+        """Write this step's ``η/(1-β₁ᵗ)`` and ``√(1-β₂ᵗ)``."""
         t = self.iterations
-        # One fused pass over the flat buffer when Numba is installed (kernels.py).
-        return kernels.adam(params, grads, self.state["m"], self.state["v"],
-                            self.state.get("v_max"), self.beta_1, self.beta_2,
-                            lr / (1.0 - self.beta_1 ** t), math.sqrt(1.0 - self.beta_2 ** t),
-                            self.epsilon, self._tmp,
-                            self._previous if self._guarded_update else None)
+        self._step_size[0] = self._rate / (1.0 - self.beta_1 ** t)
+        self._bc2_sqrt[0] = math.sqrt(1.0 - self.beta_2 ** t)
+
+    def _update(self, params, grads, lr):
+        self._bias_corrections()
+        guarded = self._guarded_update
+        # One fused pass over the flat buffer on NumbaOps.
+        self.ops.adam(params, grads, self.state["m"], self.state["v"], self.state.get("v_max"),
+                      self.beta_1, self.beta_2, self.epsilon, self._step_size, self._bc2_sqrt,
+                      self._tmp, self._previous if guarded else None,
+                      self._check if guarded else None)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -342,7 +370,7 @@ class AdamW(Adam):
 
     def _update(self, params, grads, lr):
         if self.weight_decay:
-            params *= 1.0 - lr * self.weight_decay
+            params *= 1.0 - self._rate * self.weight_decay
         super()._update(params, grads, lr)
 
     def get_config(self):
@@ -363,25 +391,9 @@ class Nadam(Adam):
         self.momentum_decay = _check_range("momentum_decay", momentum_decay, 0, math.inf)
         self._mu_product = 1.0
 
-    def build(self, buffer):
-        super().build(buffer)
-        self._denom = np.empty_like(buffer.values)
-
-    def _moments(self, grads):
-        """Adam's moment updates in place (the fused Adam kernel does the same inside its one
-        pass); returns the second moment the step divides by."""
-        m, v, tmp = self.state["m"], self.state["v"], self._tmp
-        m *= self.beta_1
-        np.multiply(grads, 1.0 - self.beta_1, out=tmp)
-        m += tmp
-        v *= self.beta_2
-        np.multiply(grads, grads, out=tmp)
-        tmp *= 1.0 - self.beta_2
-        v += tmp
-        if self.amsgrad:
-            np.maximum(self.state["v_max"], v, out=self.state["v_max"])
-            return self.state["v_max"]
-        return v
+    def build(self, buffer, ops=None):
+        super().build(buffer, ops)
+        self._denom = self.xp.empty_like(buffer.values)
 
     def _mu(self, t):
         return self.beta_1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
@@ -416,18 +428,19 @@ class Nadam(Adam):
         return product * self.beta_1 ** max(0, steps - limit)
 
     def _update(self, params, grads, lr):
-        t, tmp = self.iterations, self._tmp
+        xp, t, tmp, lr = self.xp, self.iterations, self._tmp, self._rate
         mu, mu_next = self._mu(t), self._mu(t + 1)
         self._mu_product *= mu
-        v = self._moments(grads)
+        v = self.ops.adam_moments(grads, self.state["m"], self.state["v"],
+                                  self.state.get("v_max"), self.beta_1, self.beta_2, tmp)
         denom = self._denom
-        np.divide(v, 1.0 - self.beta_2 ** t, out=denom)
-        np.sqrt(denom, out=denom)
+        xp.divide(v, 1.0 - self.beta_2 ** t, out=denom)
+        xp.sqrt(denom, out=denom)
         denom += self.epsilon
-        np.divide(grads, denom, out=tmp)
+        xp.divide(grads, denom, out=tmp)
         tmp *= lr * (1.0 - mu) / (1.0 - self._mu_product)
         params -= tmp
-        np.divide(self.state["m"], denom, out=tmp)
+        xp.divide(self.state["m"], denom, out=tmp)
         tmp *= lr * mu_next / (1.0 - self._mu_product * mu_next)
         params -= tmp
 

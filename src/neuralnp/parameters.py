@@ -9,6 +9,8 @@ checks and saving become single operations over ``buffer.values`` and ``buffer.g
 
 import numpy as np
 
+from .backends import get_ops
+
 
 class Parameter:
     """A trainable array and its gradient (same shape).
@@ -38,15 +40,17 @@ class FlatBuffer:
     """All parameters of a model in one contiguous array, and all gradients in a second one.
 
     ``values[offset:offset + p.size]`` is ``p.value.ravel()`` for every parameter ``p``, in the
-    order given (the model's layer order, each layer's Keras weight order).
+    order given (the model's layer order, each layer's Keras weight order). The arrays belong to
+    ``ops.xp`` (``get_ops()`` when None).
     """
 
-    def __init__(self, parameters, dtype):
+    def __init__(self, parameters, dtype, ops=None):
         self.parameters = list(parameters)
         self.dtype = np.dtype(dtype)
+        xp = (ops if ops is not None else get_ops()).xp  # the model's device
         total = sum(p.size for p in self.parameters)
-        self.values = np.empty(total, dtype=self.dtype)
-        self.grads = np.zeros(total, dtype=self.dtype)
+        self.values = xp.empty(total, dtype=self.dtype)
+        self.grads = xp.zeros(total, dtype=self.dtype)
         self.offsets = []
         offset = 0
         for p in self.parameters:

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import initializers
 from .._registry import resolve, serialize
+from ..backends import get_ops
 from .base import Layer
 
 
@@ -26,8 +27,28 @@ class _Elementwise(Layer):
         return grad_out * self._derivative(self._x, self._y)
 
 
+class _Fused(_Elementwise):
+    """An activation with a fused form in :class:`~neuralnp.backends.Ops`, named by ``fused``:
+    it runs ``ops.bias_act`` and ``ops.act_grad`` without a bias, the very code a Dense or
+    Conv2D runs with its bias, so each formula is written once."""
+
+    fused = None
+
+    def forward(self, x, training=False):
+        y = self._workspace("y", x.shape)
+        y[...] = x
+        self._y = self.ops.bias_act(y, None, self.fused)
+        return y
+
+    def backward(self, grad_out):
+        out = self._workspace("grad_in", grad_out.shape)
+        return self.ops.act_grad(grad_out, self._y, self.fused, out)
+
+
 class Linear(_Elementwise):
     """``f(x) = x``."""
+
+    fused = "linear"
 
     def forward(self, x, training=False):
         return x
@@ -44,53 +65,41 @@ class BinaryStep(_Elementwise):
         return (x >= 0).astype(x.dtype)
 
     def _derivative(self, x, y):
-        return np.zeros_like(x)
+        return self.xp.zeros_like(x)
 
 
 def sigmoid(x):
-    """``1 / (1 + e^-x)`` without overflow: ``e^-|x|`` never exceeds 1."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0, e) / (1.0 + e)
+    """``σ(x) = 1 / (1 + e^-x)`` in a new array, by ``Ops.sigmoid`` (for code without a layer)."""
+    ops = get_ops()
+    return ops.sigmoid(x, ops.xp.empty_like(x))
 
 
-class Sigmoid(_Elementwise):
-    """``σ(x) = 1 / (1 + e^-x)``; ``σ' = σ (1 - σ)``."""
+class Sigmoid(_Fused):
+    """``σ(x) = 1 / (1 + e^-x)``; ``σ' = σ (1 - σ)`` (``Ops.sigmoid``, ``Ops.act_grad``)."""
 
-    def _forward(self, x):
-        return sigmoid(x)
-
-    def _derivative(self, x, y):
-        return y * (1.0 - y)
+    fused = "sigmoid"
 
 
-class Tanh(_Elementwise):
+class Tanh(_Fused):
     """``tanh(x)``; derivative ``1 - tanh²``."""
 
-    def _forward(self, x):
-        return np.tanh(x)
-
-    def _derivative(self, x, y):
-        return 1.0 - y * y
+    fused = "tanh"
 
 
 class ArcTan(_Elementwise):
     """``arctan(x)``; derivative ``1 / (1 + x²)``."""
 
     def _forward(self, x):
-        return np.arctan(x)
+        return self.xp.arctan(x)
 
     def _derivative(self, x, y):
         return 1.0 / (1.0 + x * x)
 
 
-class ReLU(_Elementwise):
+class ReLU(_Fused):
     """``max(x, 0)``; derivative ``1 if x > 0 else 0``."""
 
-    def _forward(self, x):
-        return np.maximum(x, 0)
-
-    def _derivative(self, x, y):
-        return (x > 0).astype(x.dtype)
+    fused = "relu"
 
 
 class LeakyReLU(_Elementwise):
@@ -101,10 +110,10 @@ class LeakyReLU(_Elementwise):
         self.negative_slope = float(negative_slope)
 
     def _forward(self, x):
-        return np.where(x > 0, x, self.negative_slope * x)
+        return self.xp.where(x > 0, x, self.negative_slope * x)
 
     def _derivative(self, x, y):
-        return np.where(x > 0, 1.0, self.negative_slope).astype(x.dtype)
+        return self.xp.where(x > 0, 1.0, self.negative_slope).astype(x.dtype)
 
     def get_config(self):
         return {**super().get_config(), "negative_slope": self.negative_slope}
@@ -133,15 +142,15 @@ class PReLU(Layer):
 
     def forward(self, x, training=False):
         self._x = x
-        return np.where(x > 0, x, self.alpha.value * x)
+        return self.xp.where(x > 0, x, self.alpha.value * x)
 
     def backward(self, grad_out):
-        x = self._x
+        x, xp = self._x, self.xp
         negative = x <= 0
         reduce_axes = (0,) + tuple(self.shared_axes or ())
-        np.sum(np.where(negative, grad_out * x, 0.0), axis=reduce_axes, keepdims=True,
+        xp.sum(xp.where(negative, grad_out * x, 0.0), axis=reduce_axes, keepdims=True,
                out=self.alpha.grad.reshape((1,) + self.alpha.shape))
-        return np.where(negative, self.alpha.value * grad_out, grad_out)
+        return xp.where(negative, self.alpha.value * grad_out, grad_out)
 
     def get_config(self):
         return {**super().get_config(), "alpha_initializer": serialize(self.alpha_initializer),
@@ -157,10 +166,10 @@ class ELU(_Elementwise):
 
     def _forward(self, x):
         # expm1 of min(x, 0) so that large positive x never overflows in the unused branch
-        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
+        return self.xp.where(x > 0, x, self.alpha * self.xp.expm1(self.xp.minimum(x, 0)))
 
     def _derivative(self, x, y):
-        return np.where(x > 0, 1.0, y + self.alpha).astype(x.dtype)
+        return self.xp.where(x > 0, 1.0, y + self.alpha).astype(x.dtype)
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha}
@@ -173,20 +182,21 @@ class SELU(_Elementwise):
     SCALE = 1.0507009873554804934193349852946
 
     def _forward(self, x):
-        return self.SCALE * np.where(x > 0, x, self.ALPHA * np.expm1(np.minimum(x, 0)))
+        xp = self.xp
+        return self.SCALE * xp.where(x > 0, x, self.ALPHA * xp.expm1(xp.minimum(x, 0)))
 
     def _derivative(self, x, y):
-        return np.where(x > 0, self.SCALE, y + self.SCALE * self.ALPHA).astype(x.dtype)
+        return self.xp.where(x > 0, self.SCALE, y + self.SCALE * self.ALPHA).astype(x.dtype)
 
 
 class Softplus(_Elementwise):
     """``log(1 + eˣ)`` (as ``logaddexp(0, x)``, which never overflows); derivative ``σ(x)``."""
 
     def _forward(self, x):
-        return np.logaddexp(0, x)
+        return self.xp.logaddexp(0, x)
 
     def _derivative(self, x, y):
-        return sigmoid(x)
+        return self.ops.sigmoid(x, self.xp.empty_like(x))
 
 
 def _erf(x):
@@ -213,7 +223,7 @@ class GELU(_Elementwise):
 
     def _forward(self, x):
         if self.approximate == "tanh":
-            self._t = np.tanh(self._K * (x + 0.044715 * x ** 3))
+            self._t = self.xp.tanh(self._K * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1.0 + self._t)
         self._cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
         return x * self._cdf
@@ -222,7 +232,7 @@ class GELU(_Elementwise):
         if self.approximate == "tanh":
             t = self._t
             return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * self._K * (1.0 + 3 * 0.044715 * x * x)
-        pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        pdf = self.xp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
         return self._cdf + x * pdf
 
     def get_config(self):
@@ -233,7 +243,7 @@ class SiLU(_Elementwise):
     """``x·σ(x)`` (also called swish); derivative ``σ(x)(1 + x(1 - σ(x)))``."""
 
     def _forward(self, x):
-        self._s = sigmoid(x)
+        self._s = self.ops.sigmoid(x, self.xp.empty_like(x))
         return x * self._s
 
     def _derivative(self, x, y):
@@ -253,22 +263,22 @@ class Softmax(Layer):
         self.axis = int(axis)
 
     def forward(self, x, training=False):
-        self._y = softmax(x, self.axis)
+        self._y = self.ops.softmax(x, self._workspace("y", x.shape), self.axis)
         return self._y
 
     def backward(self, grad_out):
         y = self._y
-        return y * (grad_out - np.sum(grad_out * y, axis=self.axis, keepdims=True))
+        return y * (grad_out - self.xp.sum(grad_out * y, axis=self.axis, keepdims=True))
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
 
 
 def softmax(x, axis=-1):
-    """Numerically stable softmax (the max is subtracted before exponentiating)."""
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    e /= np.sum(e, axis=axis, keepdims=True)
-    return e
+    """``softmax(x)`` along ``axis`` in a new array, by ``Ops.softmax`` (for code without a
+    layer)."""
+    ops = get_ops()
+    return ops.softmax(x, ops.xp.empty_like(x), axis)
 
 
 REGISTRY = {
@@ -340,6 +350,12 @@ def activation_spec(layer):
     if layer.get_config().keys() - {"name"}:
         return serialize(layer)
     return name_of(layer)
+
+
+def fused_form(layer):
+    """The name of the ``Ops.bias_act`` form that computes ``layer`` (``"linear"`` for no
+    layer), or None when it has none."""
+    return "linear" if layer is None else getattr(layer, "fused", None)
 
 
 def output_activation(layer):

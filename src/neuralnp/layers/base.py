@@ -11,7 +11,8 @@ import re
 
 import numpy as np
 
-from .. import initializers, kernels, regularizers
+from .. import initializers
+from ..backends import get_ops
 from .._registry import Configurable
 from ..backend import resolve_dtype
 from ..parameters import Parameter
@@ -86,8 +87,15 @@ class Layer(Configurable):
 
     # -- building -------------------------------------------------------------------------------
 
-    def build_for(self, input_shape, dtype=None, rng=None):
-        """Build for ``input_shape`` (no batch axis) with the model's dtype and generator."""
+    # The operations this layer runs (see neuralnp.backends), and their array module: set by
+    # build_for, so that the same layer code runs wherever its model's ops run.
+    ops = xp = None
+
+    def build_for(self, input_shape, dtype=None, rng=None, ops=None):
+        """Build for ``input_shape`` (no batch axis) with the model's dtype, generator and
+        :class:`~neuralnp.backends.Ops` (``get_ops()`` when None)."""
+        self.ops = ops if ops is not None else get_ops()
+        self.xp = self.ops.xp
         if self.dtype is None or dtype is not None:
             self.dtype = resolve_dtype(dtype or self.dtype or "float32")
         self._rng = rng if rng is not None else np.random.default_rng()
@@ -149,7 +157,7 @@ class Layer(Configurable):
         shape, dtype = tuple(shape), np.dtype(dtype or self.dtype)
         buf = self._workspaces.get((key, shape, dtype))
         if buf is None:
-            buf = np.empty(shape, dtype=dtype)
+            buf = self.xp.empty(shape, dtype=dtype)
             self._workspaces[(key, shape, dtype)] = buf
         return buf
 
@@ -240,86 +248,3 @@ def _default_name(class_name):
     _counters[snake] = _counters.get(snake, 0) + 1
     count = _counters[snake]
     return snake if count == 1 else f"{snake}_{count - 1}"
-
-
-class WeightedLayer(Layer, register=False):  # a base: Dense, Conv2D
-    """A layer with ``kernel``, optional ``bias`` and an optional activation layer inside it
-    (Dense, Conv2D): the activation's parameters and states come after its own, and the kernel
-    and bias regularizers apply to them."""
-
-    kernel = bias = None
-
-    def __init__(self, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 **kwargs):
-        from . import activations  # activations.py imports this module
-        super().__init__(**kwargs)
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-
-    def parameters(self):
-        extra = self.activation.parameters() if self.activation is not None else []
-        return list(self._params) + extra
-
-    def states(self):
-        extra = self.activation.states() if self.activation is not None else []
-        return list(self._states) + extra
-
-    def _build_activation(self, output_shape):
-        """Build the activation for outputs of ``output_shape`` (no batch axis). ReLU, sigmoid
-        and tanh then run fused with the bias in one pass (kernels.py)."""
-        if self.activation is not None:
-            self.activation.build_for(output_shape, self.dtype, self._rng)
-        self._code = kernels.activation_code(self.activation)
-
-    def _bias_activation(self, z, training, shape=None):
-        """``f(z + b)`` for the product ``z`` ``(rows, units)``, in place where fused, returned
-        reshaped to ``shape`` when given. With ``emit_logits`` (the model fuses a final softmax
-        or sigmoid into the loss) only the bias is added."""
-        bias = self.bias.value if self.use_bias else None
-        code = 0 if self.emit_logits else self._code
-        if code is not None:
-            kernels.bias_act(z, bias, code)
-            return z if shape is None else z.reshape(shape)
-        if bias is not None:
-            z += bias
-        return self.activation.forward(z if shape is None else z.reshape(shape), training)
-
-    def _bias_activation_grad(self, grad_out, z, dz):
-        """``∂L/∂z`` as ``(rows, units)`` from ``∂L/∂y``, the bias gradient written on the way;
-        ``z`` holds what :meth:`_bias_activation` returned, as ``(rows, units)``, and ``dz`` is
-        a workspace of that shape."""
-        bias_grad = self.bias.grad if self.use_bias else None
-        code = 0 if self.emit_logits else self._code
-        if code is not None:
-            # z holds f(z + b) since forward: the derivative is written from the output, and
-            # the bias gradient is summed in the same pass.
-            if grad_out.ndim != 2:  # a test, not a reshape: this runs every step
-                grad_out = grad_out.reshape(z.shape)
-            return kernels.act_grad(grad_out, z, code, dz, bias_grad)
-        g = self.activation.backward(grad_out)
-        if g.ndim != 2:
-            g = g.reshape(z.shape)
-        if bias_grad is not None:
-            np.add.reduce(g, axis=0, out=bias_grad)
-        return g
-
-    def regularized(self):
-        pairs = [(self.kernel, self.kernel_regularizer), (self.bias, self.bias_regularizer)]
-        return [(p, r) for p, r in pairs if p is not None and r is not None]
-
-    def get_config(self):
-        from .._registry import serialize
-        from .activations import activation_spec  # activations.py imports this module
-        config = {**super().get_config(),
-                  "activation": activation_spec(self.activation), "use_bias": self.use_bias,
-                  "kernel_initializer": serialize(self.kernel_initializer),
-                  "bias_initializer": serialize(self.bias_initializer)}
-        for key in ("kernel_regularizer", "bias_regularizer"):
-            if getattr(self, key) is not None:
-                config[key] = serialize(getattr(self, key))
-        return config

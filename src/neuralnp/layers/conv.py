@@ -16,10 +16,9 @@ weights trained here give the same outputs as Keras, pixel for pixel.
 import math
 import numbers
 
-import numpy as np
+import numpy as np  # noqa: F401  (the docstring examples use it)
 
-from .. import kernels
-from .base import WeightedLayer
+from .weighted import WeightedLayer
 
 PADDINGS = ("valid", "same")
 
@@ -110,49 +109,34 @@ class Geometry:
         self.out_hw = tuple(out)
         self.padded = any(p != (0, 0) for p in self.pads)
 
-    def offsets(self):
-        """``(p, q)`` for every kernel position, row-major (the order of a window's entries)."""
-        return [(p, q) for p in range(self.kernel[0]) for q in range(self.kernel[1])]
-
-    def tap(self, p, q):
-        """The index of the padded pixels that kernel entry ``(p, q)`` meets, for all outputs:
-        a strided slice of shape ``(batch, out_h, out_w, channels)``."""
-        (sh, sw), (dh, dw), (oh, ow) = self.strides, self.dilation, self.out_hw
-        return (slice(None), slice(p * dh, p * dh + sh * (oh - 1) + 1, sh),
-                slice(q * dw, q * dw + sw * (ow - 1) + 1, sw))
-
-    def windows(self, xp):
-        """A read-only ``(batch, out_h, out_w, kh, kw, channels)`` view of the padded input's
-        windows: no copy, each pixel appears in every window that covers it."""
-        n, hs, ws, cs = xp.strides
-        (sh, sw), (dh, dw) = self.strides, self.dilation
-        shape = (xp.shape[0], *self.out_hw, *self.kernel, xp.shape[3])
-        return np.lib.stride_tricks.as_strided(
-            xp, shape, (n, hs * sh, ws * sw, hs * dh, ws * dw, cs), writeable=False)
-
     def pad(self, layer, x, fill, key="x_padded"):
         """``x`` inside a border of ``fill`` (a workspace), or ``x`` itself when unpadded."""
         if not self.padded:
             return x
         (pt, pb), (pl, pr) = self.pads
         h, w = self.in_hw
-        xp = layer._workspace(key, (x.shape[0], *self.padded_hw, x.shape[3]))
-        xp[:, pt:pt + h, pl:pl + w] = x
+        padded = layer._workspace(key, (x.shape[0], *self.padded_hw, x.shape[3]))
+        padded[:, pt:pt + h, pl:pl + w] = x
         # Only the border is written: the interior is overwritten just above.
-        xp[:, :pt] = fill
-        xp[:, pt + h:] = fill
-        xp[:, pt:pt + h, :pl] = fill
-        xp[:, pt:pt + h, pl + w:] = fill
-        return xp
+        padded[:, :pt] = fill
+        padded[:, pt + h:] = fill
+        padded[:, pt:pt + h, :pl] = fill
+        padded[:, pt:pt + h, pl + w:] = fill
+        return padded
 
-    def crop(self, layer, dxp):
+    def grad_padded(self, layer, n):
+        """A workspace for the gradient on the padded input (on ``x`` itself when unpadded)."""
+        return layer._workspace("grad_padded" if self.padded else "grad_in",
+                                (n, *self.padded_hw, self.channels))
+
+    def crop(self, layer, dpadded):
         """The gradient on the unpadded input, from the gradient on the padded one."""
         if not self.padded:
-            return dxp
+            return dpadded
         (pt, _), (pl, _) = self.pads
         h, w = self.in_hw
-        grad_in = layer._workspace("grad_in", (dxp.shape[0], h, w, dxp.shape[3]))
-        grad_in[...] = dxp[:, pt:pt + h, pl:pl + w]
+        grad_in = layer._workspace("grad_in", (dpadded.shape[0], h, w, dpadded.shape[3]))
+        grad_in[...] = dpadded[:, pt:pt + h, pl:pl + w]
         return grad_in
 
 
@@ -231,21 +215,14 @@ class Conv2D(WeightedLayer):
         if self._pointwise:
             cols = x.reshape(rows, c)  # a view when x is contiguous
         else:
-            xp = geo.pad(self, x, 0)
-            cols = self._workspace("cols", (rows, depth))
             # Gather every window; the row order (n, i, j) and column order (p, q, c) match
-            # K.reshape(kh·kw·C, filters), so BLAS does all the arithmetic. One strided copy
-            # when the channels give it contiguous runs to move; with few channels (an image's
-            # first layer) one copy per kernel entry is 3x faster.
-            windows = cols.reshape(n, oh, ow, *self.kernel_size, c)
-            if c >= 8:
-                np.copyto(windows, geo.windows(xp))
-            else:
-                for p, q in geo.offsets():
-                    windows[:, :, :, p, q] = xp[geo.tap(p, q)]
+            # K.reshape(kh·kw·C, filters), so BLAS does all the arithmetic.
+            cols = self._workspace("cols", (rows, depth))
+            self.ops.im2col(geo.pad(self, x, 0), cols.reshape(n, oh, ow, *self.kernel_size, c),
+                            geo.strides, geo.dilation)
         self._cols = cols
         z = self._workspace("z", (rows, self.filters))
-        np.matmul(cols, self.kernel.value.reshape(depth, self.filters), out=z)
+        self.ops.matmul(cols, self.kernel.value.reshape(depth, self.filters), z)
         return self._bias_activation(z, training, (n, oh, ow, self.filters))
 
     def backward(self, grad_out):
@@ -257,28 +234,22 @@ class Conv2D(WeightedLayer):
                                        self._workspace("dz", (rows, self.filters)))
         # Through a small workspace, so that the result lands in grad whatever its strides.
         dk = self._workspace("grad_kernel", (depth, self.filters))
-        np.matmul(self._cols.T, g, out=dk)
+        self.ops.matmul(self._cols.T, g, dk)
         self.kernel.grad[...] = dk.reshape(self.kernel.shape)
         if not self.need_input_grad:
             return None
         kmat_t = self.kernel.value.reshape(depth, self.filters).T
         if self._pointwise:
             gin = self._workspace("grad_in", (n, *geo.in_hw, c))
-            np.matmul(g, kmat_t, out=gin.reshape(rows, c))
+            self.ops.matmul(g, kmat_t, gin.reshape(rows, c))
             return gin
         dcols = self._workspace("grad_cols", (rows, depth))
-        np.matmul(g, kmat_t, out=dcols)
-        # col2im: kernel entry (p, q) read the strided slice geo.tap(p, q) of the padded input,
-        # so its column block of dcols is added back onto that slice. kh·kw vectorised adds;
-        # pixels covered by several windows (overlap, stride < kernel) sum their contributions.
-        dcols = dcols.reshape(n, oh, ow, kh, kw, c)
-        shape = (n, *geo.padded_hw, c)
-        dxp = self._workspace("grad_padded" if geo.padded else "grad_in", shape)
-        dxp.fill(0)
-        if not kernels.col2im(dcols, dxp, geo.strides, geo.dilation):
-            for p, q in geo.offsets():
-                dxp[geo.tap(p, q)] += dcols[:, :, :, p, q]
-        return geo.crop(self, dxp)
+        self.ops.matmul(g, kmat_t, dcols)
+        # col2im: each window's gradient goes back onto the pixels it read; pixels covered by
+        # several windows (overlap, stride < kernel) sum their contributions.
+        dpadded = self.ops.col2im(dcols.reshape(n, oh, ow, kh, kw, c), geo.grad_padded(self, n),
+                                  geo.strides, geo.dilation)
+        return geo.crop(self, dpadded)
 
     def get_config(self):
         return {

@@ -13,7 +13,6 @@ window (Keras/TF; PyTorch's ``count_include_pad=False``).
 
 import numpy as np
 
-from .. import kernels
 from .base import Layer
 from .conv import Geometry, check_image_shape, check_input, normalize_pair, normalize_padding
 
@@ -39,14 +38,6 @@ class _Pooling2D(Layer):
     def compute_output_shape(self, input_shape):
         return (*self._geometry(input_shape).out_hw, input_shape[2])
 
-    def _grad_padded(self, n):
-        """A zeroed gradient on the padded input (the gradient on x itself when unpadded)."""
-        geo = self._geo
-        dxp = self._workspace("grad_padded" if geo.padded else "grad_in",
-                              (n, *geo.padded_hw, geo.channels))
-        dxp.fill(0)
-        return dxp
-
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
                 "strides": list(self.strides), "padding": self.padding}
@@ -68,45 +59,23 @@ class MaxPooling2D(_Pooling2D):
     def forward(self, x, training=False):
         check_input(self, x)
         geo = self._geo
-        xp = geo.pad(self, x, -np.inf)
         shape = (x.shape[0], *geo.out_hw, geo.channels)
-        offsets = geo.offsets()
         y = self._workspace("y", shape)
         # Window entry that won, as 0..ph·pw-1; a small dtype keeps the cache small.
-        win = self._workspace("argmax", shape, np.uint8 if len(offsets) <= 256 else np.int32)
+        win = self._workspace("argmax", shape, np.uint8 if np.prod(self.pool_size) <= 256
+                              else np.int32)
         self._win = win
-        if kernels.max_pool(xp, y, win, geo.strides, self.pool_size):
-            return y
-        better = self._workspace("better", shape, np.bool_)
-        nan = self._workspace("nan", shape, np.bool_)
-        y[...] = xp[geo.tap(*offsets[0])]
-        win.fill(0)
-        # A running maximum over the ph·pw window entries, each a strided slice of all windows:
-        # strict '>' keeps the first maximum on ties.
-        for k, (p, q) in enumerate(offsets[1:], start=1):
-            tap = xp[geo.tap(p, q)]
-            np.greater(tap, y, out=better)
-            np.isnan(tap, out=nan)
-            better |= nan
-            np.copyto(y, tap, where=better)
-            np.copyto(win, k, where=better, casting="unsafe")
+        self.ops.max_pool(geo.pad(self, x, -np.inf), y, win, geo.strides, self.pool_size)
         return y
 
     def backward(self, grad_out):
         if not self.need_input_grad:
             return None
         geo = self._geo
-        dxp = self._grad_padded(grad_out.shape[0])
-        if kernels.max_pool_grad(grad_out, self._win, dxp, geo.strides, self.pool_size):
-            return geo.crop(self, dxp)
-        picked = self._workspace("picked", grad_out.shape)
-        chosen = self._workspace("better", grad_out.shape, np.bool_)
-        for k, (p, q) in enumerate(geo.offsets()):
-            np.equal(self._win, k, out=chosen)
-            picked.fill(0)  # copyto with where=, not g·mask: an inf gradient must not give NaN
-            np.copyto(picked, grad_out, where=chosen)
-            dxp[geo.tap(p, q)] += picked  # separate adds, so overlapping windows accumulate
-        return geo.crop(self, dxp)
+        dpadded = self.ops.max_pool_grad(grad_out, self._win,
+                                         geo.grad_padded(self, grad_out.shape[0]), geo.strides,
+                                         self.pool_size)
+        return geo.crop(self, dpadded)
 
 
 class AveragePooling2D(_Pooling2D):
@@ -137,25 +106,17 @@ class AveragePooling2D(_Pooling2D):
     def forward(self, x, training=False):
         check_input(self, x)
         geo = self._geo
-        xp = geo.pad(self, x, 0)
-        offsets = geo.offsets()
         y = self._workspace("y", (x.shape[0], *geo.out_hw, geo.channels))
-        y[...] = xp[geo.tap(*offsets[0])]
-        for p, q in offsets[1:]:
-            y += xp[geo.tap(p, q)]
-        y /= self._count
-        return y
+        return self.ops.avg_pool(geo.pad(self, x, 0), y, geo.strides, self.pool_size,
+                                 self._count)
 
     def backward(self, grad_out):
         if not self.need_input_grad:
             return None
         geo = self._geo
-        share = self._workspace("share", grad_out.shape)
-        np.divide(grad_out, self._count, out=share)
-        dxp = self._grad_padded(grad_out.shape[0])
-        for p, q in geo.offsets():
-            dxp[geo.tap(p, q)] += share
-        return geo.crop(self, dxp)
+        dpadded = self.ops.avg_pool_grad(grad_out, geo.grad_padded(self, grad_out.shape[0]),
+                                         geo.strides, self.pool_size, self._count)
+        return geo.crop(self, dpadded)
 
 
 class GlobalAveragePooling2D(Layer):
@@ -183,7 +144,7 @@ class GlobalAveragePooling2D(Layer):
         check_input(self, x)
         h, w, c = self.input_shape
         y = self._workspace("y", (x.shape[0], c))
-        np.add.reduce(x, axis=(1, 2), out=y)
+        self.xp.sum(x, axis=(1, 2), out=y)
         y /= h * w
         return y.reshape(x.shape[0], 1, 1, c) if self.keepdims else y
 
