@@ -97,3 +97,9 @@ def test_no_import_circles_lazy_imports_included():
 def test_serialization_reads_and_writes_files_without_the_model():
     graph = _graph()
     assert "neuralnp.model" not in graph["neuralnp.serialization"]
+
+
+def test_sequential_reads_in_one_sitting():
+    import inspect
+    lines, _ = inspect.getsourcelines(neuralnp.Sequential)
+    assert len(lines) < 300, f"Sequential is {len(lines)} lines; move a concern out of it"

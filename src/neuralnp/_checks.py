@@ -1,5 +1,6 @@
 """Input checks shared by the public entry points: one clear message per mistake."""
 
+import math
 import numbers
 
 import numpy as np
@@ -78,3 +79,114 @@ def check_positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_fraction(value, name, example):
+    """``value`` as a float in [0, 1)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0.0 <= value < 1.0):
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}; {example}")
+    return float(value)
+
+
+def sample_weights(sample_weight, n, dtype):
+    """One finite weight >= 0 per sample, not all zero."""
+    w = as_float_array(sample_weight, "sample_weight", dtype).reshape(-1)
+    if len(w) != n:
+        raise ValueError(f"sample_weight has {len(w)} entries for {n} samples; give one "
+                         "weight per sample")
+    if (w < 0).any():
+        first = int(np.argmax(w < 0))
+        raise ValueError(f"sample_weight holds negative values (first {w[first]:g} at sample "
+                         f"{first}); weights must be >= 0 (0 leaves a sample out)")
+    if not w.any():
+        raise ValueError("sample_weight is all zero, so no sample counts in the loss; give "
+                         "at least one sample a positive weight")
+    return w
+
+
+def class_weights(class_weight, y, dtype):
+    """Per-sample weights from ``{class: weight}`` for targets ``y`` in the loss's form
+    (labels, a 0/1 column, or one-hot rows)."""
+    if not isinstance(class_weight, dict):
+        raise TypeError("class_weight must be a dict {class index: weight}")
+    if y.ndim == 1:
+        labels = y
+    elif y.shape[1] == 1:
+        labels = np.round(y[:, 0]).astype(np.intp)
+    else:
+        labels = np.argmax(y, axis=1)
+    for cls, weight in class_weight.items():
+        if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)) or cls < 0:
+            raise ValueError(f"class_weight keys must be class indices (integers >= 0), got "
+                             f"{cls!r}; e.g. {{0: 1.0, 1: 5.0}}")
+        if (isinstance(weight, bool) or not isinstance(weight, numbers.Real)
+                or not (math.isfinite(weight) and weight >= 0)):
+            raise ValueError(f"class_weight's weight for class {cls} must be a finite number "
+                             f">= 0, got {weight!r}")
+    present = set(np.unique(labels).tolist())
+    missing = present - set(class_weight)
+    if missing:
+        raise ValueError(f"class_weight has no weight for classes {sorted(missing)}; give "
+                         "every class present in y a weight")
+    absent = sorted(set(class_weight) - present)
+    if absent:
+        raise ValueError(f"class_weight names class {absent[0]}, which y does not hold (y's "
+                         f"classes: {sorted(present)}); drop it from class_weight")
+    table = np.zeros(labels.max() + 1, dtype=dtype)
+    for cls, weight in class_weight.items():
+        table[cls] = weight
+    return table[labels]
+
+
+def check_seed(seed, name="seed"):
+    """None, or ``seed`` as a plain int >= 0 (it goes into JSON configs)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be None or an integer >= 0, got {seed!r}; e.g. {name}=0")
+    if seed < 0:
+        raise ValueError(f"{name} must be None or an integer >= 0, got {seed!r}; e.g. {name}=0")
+    return int(seed)
+
+
+def check_instance(value, cls, expected):
+    """``value`` if it is a ``cls``; else a TypeError saying what was ``expected``."""
+    if not isinstance(value, cls):
+        got = "None" if value is None else type(value).__name__
+        raise TypeError(f"{expected}; got {got}")
+    return value
+
+
+def samples(x, name, dtype, sample_shape=None):
+    """``x`` as checked samples (a float array of ``dtype``, at least 2-D), of ``sample_shape``
+    per sample when one is given."""
+    x = as_float_array(x, name, dtype)
+    if x.ndim == 1:
+        raise ValueError(f"{name} is 1-D with shape {x.shape}; pass (samples, features): "
+                         "x.reshape(-1, 1) for one feature, x.reshape(1, -1) for one sample")
+    if sample_shape is not None and x.shape[1:] != tuple(sample_shape):
+        raise ValueError(f"the model expects samples of shape {tuple(sample_shape)} "
+                         f"({math.prod(sample_shape)} features), {name} has {x.shape[1:]}; "
+                         "pass the same columns as in training")
+    return x
+
+
+def weights_like(params, weights, dtype):
+    """``weights`` checked against ``params`` one by one (count, numbers, shape, finite in
+    ``dtype``) and cast, before the caller writes any: a bad array changes nothing."""
+    weights = list(weights)
+    if len(weights) != len(params):
+        raise ValueError(f"the model has {len(params)} weight arrays, got {len(weights)}; "
+                         "pass them in get_weights() order")
+    arrays = []
+    for p, w in zip(params, weights):
+        name = f"weight {p.name!r}"
+        w = as_numeric_array(w, name)
+        if w.shape != p.shape:
+            raise ValueError(f"{name} has shape {p.shape}, got an array of shape {w.shape}; "
+                             "pass them in get_weights() order")
+        arrays.append(cast_finite(w, name, dtype, samples=False,
+                                  fix="pass finite weights (get_weights() of a model that has "
+                                      "not diverged)"))
+    return arrays

@@ -42,6 +42,12 @@ class Callback:
     def on_batch_begin(self, batch, logs=None): ...
     def on_batch_end(self, batch, logs=None): ...
 
+    def on_diverged(self, message):
+        """The loss or an update became NaN or infinite (``message`` says which, at which
+        step); the weights are the last finite ones. Return True to stop training quietly
+        instead of letting ``fit`` raise ``TrainingDivergedError``."""
+        return False
+
 
 class CallbackList(Callback):
     """Calls each hook on every callback in order."""
@@ -64,18 +70,31 @@ class CallbackList(Callback):
     on_train_end = _each("on_train_end")
     on_epoch_begin = _each("on_epoch_begin")
     on_epoch_end = _each("on_epoch_end")
-    on_batch_begin = _each("on_batch_begin")
 
-    def on_batch_end(self, batch, logs=None):
-        # Called every step: only the callbacks that override the hook are visited.
-        if self._batch_hooks is None:
-            self._batch_hooks = [cb.on_batch_end for cb in self.callbacks
-                                 if type(cb).on_batch_end is not Callback.on_batch_end
-                                 or "on_batch_end" in vars(cb)]
-        for hook in self._batch_hooks:
+    def _overriding(self, hook):
+        """The callbacks' own ``hook`` methods, skipping the base class's do-nothing ones."""
+        return [getattr(cb, hook) for cb in self.callbacks
+                if getattr(type(cb), hook) is not getattr(Callback, hook) or hook in vars(cb)]
+
+    # Called every step: only the callbacks that override the hook are visited.
+    def on_batch_begin(self, batch, logs=None):
+        if self._begin_hooks is None:
+            self._begin_hooks = self._overriding("on_batch_begin")
+        for hook in self._begin_hooks:
             hook(batch, logs)
 
-    _batch_hooks = None
+    def on_batch_end(self, batch, logs=None):
+        if self._end_hooks is None:
+            self._end_hooks = self._overriding("on_batch_end")
+        for hook in self._end_hooks:
+            hook(batch, logs)
+
+    _begin_hooks = _end_hooks = None
+
+    def on_diverged(self, message):
+        """True when a callback took over (each is told, in order)."""
+        handled = [cb.on_diverged(message) for cb in self.callbacks]
+        return any(handled)
 
 
 class History(Callback):
@@ -207,7 +226,7 @@ class EarlyStopping(_Monitor):
         if self._improved(current, self.best):
             self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
-                self.best_weights = self.model._snapshot()
+                self.best_weights = self.model.snapshot()
             # Below the baseline an improvement is recorded but patience keeps running out.
             if self.baseline is None or self._improved(current, self.baseline):
                 self.wait = 0
@@ -221,7 +240,7 @@ class EarlyStopping(_Monitor):
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:
-            self.model._restore(self.best_weights)
+            self.model.restore(self.best_weights)
             if self.verbose:
                 print(f"EarlyStopping: restored the weights of epoch {self.best_epoch + 1} "
                       f"({self.monitor} = {self.best:.4f})")
@@ -354,6 +373,10 @@ class CSVLogger(Callback):
 class TerminateOnNaN(Callback):
     """Stop training, instead of raising, when the loss becomes NaN or infinite; the model keeps
     its last finite weights (the update with the bad loss is never applied)."""
+
+    def on_diverged(self, message):
+        print(f"TerminateOnNaN: {message}; training stopped with the last finite weights")
+        return True
 
 
 class LambdaCallback(Callback):

@@ -129,6 +129,8 @@ class MPIStrategy:
     def is_chief(self):
         return self.rank == 0
 
+    distributed = True  # as the layers' context (see layers.base.LocalContext)
+
     def __repr__(self):
         return f"MPIStrategy(rank={self.rank}, size={self.size})"
 
@@ -156,24 +158,27 @@ class MPIStrategy:
         self.comm.Allreduce(self._mpi.IN_PLACE, array, op=self._mpi.SUM)
         self.comm_seconds += time.perf_counter() - begin
 
-    def allreduce_gradients(self, grads):
+    def reduce_gradients(self, grads):
         """The one collective of a step for the parameters: the flat gradient buffer summed in
         place (each rank has already scaled its part)."""
         self.allreduce_sum(grads)
         self.steps += 1
 
-    def start_loss_sum(self, value):
-        """Start summing this rank's ``loss × shard rows``; it runs while backward does."""
-        self._loss[0] = value
+    def start_loss_mean(self, loss, rows, count):
+        """Start summing this rank's ``loss × rows`` (its loss is a mean over its ``rows`` of
+        the ``count``-row batch); it runs while backward does."""
+        self._loss[0] = loss * rows if rows else 0.0
+        self._loss_count = count
         self._loss_request = self.comm.Iallreduce(self._mpi.IN_PLACE, self._loss,
                                                   op=self._mpi.SUM)
 
-    def loss_sum(self):
-        """The sum started by :meth:`start_loss_sum`, the same on every rank."""
+    def loss_mean(self):
+        """The global batch's mean loss started by :meth:`start_loss_mean`, the same on every
+        rank."""
         begin = time.perf_counter()
         self._loss_request.Wait()
         self.comm_seconds += time.perf_counter() - begin
-        return float(self._loss[0])
+        return float(self._loss[0]) / self._loss_count
 
     def sum(self, value):
         """A float summed over the ranks."""
@@ -271,8 +276,7 @@ class MPIStrategy:
     def training(self, model):
         """For the duration of one ``fit``: the layers see this strategy, other ranks' standard
         output is discarded, and an exception on this rank alone aborts the job."""
-        for layer in model.layers:
-            layer.strategy = self
+        model.set_context(self)
         quiet = None if self.is_chief else open(os.devnull, "w")
         try:
             with contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
@@ -284,8 +288,7 @@ class MPIStrategy:
                 raise
             self.abort(exc)
         finally:
-            for layer in model.layers:
-                layer.strategy = None
+            model.set_context(None)
             self.batch = None
             if quiet is not None:
                 quiet.close()

@@ -12,8 +12,10 @@ its gradient is simply ``p - y``.
 
 import numpy as np
 
+from ._checks import cast_finite
 from ._registry import Configurable, resolve
 from .backends import get_ops
+from .layers.activations import Sigmoid, Softmax
 
 EPSILON = 1e-7  # probabilities are clipped to [ε, 1 - ε] before a log, as Keras does
 
@@ -70,6 +72,58 @@ class Loss(Configurable):
 
     def get_config(self):
         return {"from_logits": self.from_logits} if self.from_logits else {}
+
+    # How targets are given to this loss: "columns" (one value per output), "onehot" rows,
+    # integer "labels", or "binary" columns in [0, 1]. Cross-entropies set their own.
+    targets = "columns"
+    # The final activation this loss can take over from (reading logits): "softmax", "sigmoid".
+    fuses_with = None
+
+    def prepare_targets(self, y, output_shape, dtype, name="y"):
+        """``y`` (a checked float64 array, one row per sample) in the form ``forward`` takes:
+        one-hot rows for categorical cross-entropy, integer labels for the sparse one, one
+        column per output otherwise. Labels and one-hot rows are both accepted."""
+        n, units = len(y), output_shape[-1]
+        as_labels = y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and units > 1)
+        if self.targets in ("onehot", "labels") and as_labels:
+            labels = y.reshape(-1)
+            wrong = (labels != np.round(labels)) | (labels < 0) | (labels >= units)
+            if wrong.any():
+                raise ValueError(
+                    f"{name} holds the label {labels[wrong][0]:g}, but the output layer has "
+                    f"{units} units (classes 0..{units - 1}); give the last Dense layer one unit "
+                    "per class")
+            labels = labels.astype(np.intp)
+            if self.targets == "labels":
+                return labels
+            onehot = np.zeros((n, units), dtype=dtype)
+            onehot[np.arange(n), labels] = 1
+            return onehot
+        if y.ndim == 1:
+            y = y.reshape(n, 1)
+        if y.shape[1:] != tuple(output_shape):
+            raise ValueError(f"{name} has shape {y.shape[1:]} per sample but the model outputs "
+                             f"{tuple(output_shape)}; match the last layer's units to y")
+        if self.targets == "labels":
+            return np.argmax(y, axis=-1).astype(np.intp)  # one-hot rows given to a sparse loss
+        if self.targets == "binary" and (y.min() < 0 or y.max() > 1):
+            raise ValueError(f"binary cross-entropy needs {name} in [0, 1], got values from "
+                             f"{y.min():g} to {y.max():g}; encode the two classes as 0 and 1")
+        return cast_finite(y, name, dtype)  # y was checked in float64: 1e39 passed
+
+    def fused(self, activation, output_shape):
+        """The loss to train with when the network ends in ``activation``: for a cross-entropy
+        after the softmax (or sigmoid) it reads, the same loss from logits, so the final
+        activation is skipped in training and the gradient is ``p - y``; otherwise None."""
+        if self.from_logits or activation is None:
+            return None
+        kind = ("softmax" if isinstance(activation, Softmax)
+                else "sigmoid" if isinstance(activation, Sigmoid) else None)
+        if kind is None or kind != self.fuses_with:
+            return None
+        if kind == "softmax" and getattr(activation, "axis", -1) not in (-1, len(output_shape)):
+            return None  # a softmax over another axis than the classes'
+        return type(self).from_config({**self.get_config(), "from_logits": True})
 
 
 def _features(y):
@@ -163,6 +217,7 @@ class BinaryCrossentropy(_FusedLogits, Loss):
     """
 
     name = "binary_crossentropy"
+    targets, fuses_with = "binary", "sigmoid"
     _fused_op = "sigmoid_xent"
 
     def _compute(self, y_pred, y_true):
@@ -185,6 +240,7 @@ class CategoricalCrossentropy(_FusedLogits, Loss):
     """
 
     name = "categorical_crossentropy"
+    targets, fuses_with = "onehot", "softmax"
     _fused_op = "softmax_xent_dense"
 
     def _compute(self, y_pred, y_true):
@@ -202,6 +258,7 @@ class SparseCategoricalCrossentropy(_FusedLogits, Loss):
     ``ℓ = -log p_y``; from logits ``∂ℓ/∂z = p - onehot(y)``."""
 
     name = "sparse_categorical_crossentropy"
+    targets, fuses_with = "labels", "softmax"
     _fused_op = "softmax_xent"
 
     def _fused_targets(self, y_true, dtype):
@@ -209,7 +266,6 @@ class SparseCategoricalCrossentropy(_FusedLogits, Loss):
         if getattr(y_true, "dtype", None) == np.intp and y_true.ndim == 1:
             return y_true
         return np.asarray(y_true).reshape(-1).astype(np.intp)
-
 
     def _compute(self, y_pred, y_true):
         labels = np.asarray(y_true).reshape(-1).astype(np.intp, copy=False)

@@ -587,3 +587,14 @@ def get(identifier, loss_name=None, output_units=None):
             return cls(multi_label=True)
     from ._registry import resolve
     return resolve(identifier, REGISTRY, "metric")
+
+
+def get_all(names, loss_name=None, units=None):
+    """The metric objects for ``names`` (as :func:`get`), refusing two that log the same name."""
+    metrics = [get(name, loss_name, units) for name in names]
+    logged = [m.name for m in metrics]
+    duplicates = sorted({n for n in logged if logged.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"metrics {list(names)} log the same name twice "
+                         f"({', '.join(duplicates)}); keep one of each")
+    return metrics

@@ -166,7 +166,7 @@ class _ScikitLearnRule(Callback):
                 est._no_improvement_count = 0
             if score > est.best_validation_score_:
                 est.best_validation_score_ = score
-                self.best_weights = model._snapshot()
+                self.best_weights = model.snapshot()
         else:
             if loss > est.best_loss_ - est.tol:
                 est._no_improvement_count += 1
@@ -418,7 +418,7 @@ class _BaseMLP(BaseEstimator):
         rule = _ScikitLearnRule(self, X.shape[0], validation, schedule, incremental)
         model = self.model_
         if validation is not None and np.isfinite(self.best_validation_score_):
-            rule.best_weights = model._snapshot()  # the best so far: this warm start's start
+            rule.best_weights = model.snapshot()  # the best so far: this warm start's start
         callbacks, verbose = [rule], 0
         if self.verbose:
             if sys.stdout.isatty() and importlib.util.find_spec("rich") is not None:
@@ -430,7 +430,7 @@ class _BaseMLP(BaseEstimator):
                   verbose=verbose, callbacks=callbacks, shuffle=self.shuffle,
                   sample_weight=weights)
         if validation is not None and rule.best_weights is not None:
-            model._restore(rule.best_weights)
+            model.restore(rule.best_weights)
         if not (incremental or rule.converged) and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet. Raise max_iter, or scale "

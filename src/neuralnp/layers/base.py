@@ -44,6 +44,21 @@ def _where(cls):
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+class LocalContext:
+    """The batch as one process training alone sees it. A data-parallel strategy passes layers
+    an object with the same members: ``distributed``, ``batch`` (global rows, this process's
+    first row, its end) and ``allreduce_sum``."""
+
+    distributed = False
+    batch = None
+
+    def allreduce_sum(self, array):
+        """Sum ``array`` over the processes, in place: alone, it already is the sum."""
+
+
+LOCAL = LocalContext()
+
+
 class Layer(Configurable):
     """Base class: ``build`` → ``forward`` / ``backward`` → ``parameters``.
 
@@ -52,9 +67,11 @@ class Layer(Configurable):
     copy them if you keep them.
     """
 
-    # The MPIStrategy of a distributed fit, set for its duration: layers that mix the samples of
-    # a batch (Dropout's mask, BatchNormalization's statistics) read the global batch from it.
-    strategy = None
+    # What a layer may ask about the batch beyond its own rows. The model hands every layer a
+    # data-parallel strategy's context for the duration of a distributed fit: layers that mix
+    # the samples of a batch (Dropout's mask, BatchNormalization's statistics) read the global
+    # batch from it.
+    context = None  # set to LOCAL below, once the class exists
     declared_input_shape = None  # set by __init__; a subclass that skips it declares nothing
 
     def __init_subclass__(cls, register=True, **kwargs):
@@ -248,3 +265,6 @@ def _default_name(class_name):
     _counters[snake] = _counters.get(snake, 0) + 1
     count = _counters[snake]
     return snake if count == 1 else f"{snake}_{count - 1}"
+
+
+Layer.context = LOCAL

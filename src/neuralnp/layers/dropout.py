@@ -97,10 +97,10 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self._mask = None
             return x
-        if self.strategy is None:
+        if not self.context.distributed:
             self._mask = self._draw_mask(self._mask_shape(x.shape))
         else:
-            count, lo, hi = self.strategy.batch
+            count, lo, hi = self.context.batch
             mask = self._draw_mask(self._mask_shape((count,) + x.shape[1:]))
             self._mask = mask[lo:hi] if mask.shape[0] == count else mask  # else shared: (1, ...)
         y = self._workspace("y", x.shape)

@@ -164,10 +164,10 @@ class BatchNormalization(_Normalization):
         self._training = bool(training)
         xhat = self._workspace("xhat", x.shape)
         if self._training:
-            if self.strategy is None:
+            if not self.context.distributed:
                 n = x.size // math.prod(x.shape[a] for a in self._axes)
             else:  # the entries per feature of the global batch
-                n = self.strategy.batch[0] * math.prod(x.shape[a] for a in self._reduce[1:])
+                n = self.context.batch[0] * math.prod(x.shape[a] for a in self._reduce[1:])
             mean = self._batch_mean(x, n)
             np.subtract(x, mean, out=xhat)
             sq = self._workspace("sq", x.shape)
@@ -198,10 +198,10 @@ class BatchNormalization(_Normalization):
     def _batch_mean(self, a, n):
         """The mean of ``a`` over the reduced axes (``n`` entries per feature): of this batch,
         or in a distributed fit of the global batch, from every rank's sums."""
-        if self.strategy is None:
+        if not self.context.distributed:
             return np.mean(a, axis=self._reduce, keepdims=True)
         total = np.sum(a, axis=self._reduce, keepdims=True)
-        self.strategy.allreduce_sum(total)
+        self.context.allreduce_sum(total)
         return total / n
 
     def backward(self, grad_out):
@@ -221,11 +221,11 @@ class BatchNormalization(_Normalization):
             sum_g = np.sum(grad_out, axis=self._reduce, keepdims=True)
         if sum_gx is None:
             sum_gx = np.sum(grad_out * xhat, axis=self._reduce, keepdims=True)
-        if self.strategy is not None:
+        if self.context.distributed:
             # The global batch's sums for the input gradient. γ's and β's gradients keep this
             # rank's part: the model's one Allreduce of the flat buffer adds those up.
             both = np.stack([sum_g, sum_gx])
-            self.strategy.allreduce_sum(both)
+            self.context.allreduce_sum(both)
             sum_g, sum_gx = both
         np.multiply(xhat, sum_gx / n, out=grad_in)
         np.subtract(grad_out, grad_in, out=grad_in)
