@@ -175,18 +175,19 @@ class _Batches:
                         for a in arrays]
 
     def epoch(self, strategy):
-        """``(batch index, global rows, (x, y, w) of this process's rows)`` for one epoch."""
+        """``(batch index, global rows, x, y, w)`` of this process's rows, for one epoch
+        (``w`` None without weights)."""
+        (x, y, w), (xbuf, ybuf, wbuf), take = self.arrays, self.buffers, self.take_rows
         order = None if self.rng is None else self.rng.permutation(self.n)
         for batch, start in enumerate(range(0, self.n, self.batch_size)):
             stop = min(start + self.batch_size, self.n)
             lo, hi = strategy.begin_step(start, stop)
             if order is None:
-                parts = [None if a is None else a[lo:hi] for a in self.arrays]
-            else:
-                rows = order[lo:hi]
-                parts = [None if a is None else self.take_rows(a, rows, b[:hi - lo])
-                         for a, b in zip(self.arrays, self.buffers)]
-            yield batch, stop - start, parts
+                yield batch, stop - start, x[lo:hi], y[lo:hi], None if w is None else w[lo:hi]
+                continue
+            rows, k = order[lo:hi], hi - lo
+            yield (batch, stop - start, take(x, rows, xbuf[:k]), take(y, rows, ybuf[:k]),
+                   None if w is None else take(w, rows, wbuf[:k]))
 
 
 def _run_epoch(model, batches, strategy, cbs):
@@ -195,7 +196,7 @@ def _run_epoch(model, batches, strategy, cbs):
     for m in model._metrics:
         m.reset()
     total = 0.0
-    for batch, count, (xb, yb, wb) in batches.epoch(strategy):
+    for batch, count, xb, yb, wb in batches.epoch(strategy):
         cbs.on_batch_begin(batch, {"size": count})
         try:
             loss = train_step(model, xb, yb, wb, count, strategy)
