@@ -92,14 +92,16 @@ class Sequential:
             self.build(self._declared_input_shape())
             return
         shape = self.layers[-1].build_for(self.output_shape, self.dtype, self.rng, self.ops)
-        self.buffer = FlatBuffer([p for layer in self.layers for p in layer.parameters()], self.dtype)
+        params = [p for layer in self.layers for p in layer.parameters()]
+        self.buffer = FlatBuffer(params, self.dtype, self.ops)
         self.output_shape = shape
 
     def build(self, input_shape):
         """Create every layer's weights for inputs of ``input_shape`` (with or without a leading
         ``None`` batch axis) and gather them into the flat buffer."""
         self.build_layers(input_shape)
-        self.buffer = FlatBuffer([p for layer in self.layers for p in layer.parameters()], self.dtype)
+        params = [p for layer in self.layers for p in layer.parameters()]
+        self.buffer = FlatBuffer(params, self.dtype, self.ops)
         self.built = True
         if self.optimizer is not None:
             training.prepare(self)

@@ -14,7 +14,7 @@ from . import metrics
 from ._checks import check_fraction, check_positive_int, class_weights, sample_weights
 from .callbacks import CallbackList, History, ProgbarLogger
 from .errors import TrainingDivergedError
-from .layers.activations import Activation, Softmax, output_activation, sigmoid, softmax
+from .layers.activations import Activation, Softmax, output_activation
 from .losses import CROSSENTROPIES
 
 
@@ -65,11 +65,12 @@ def prepare(model):
     model._run_layers, model._output_fn, model._train_loss = model.layers, None, model.loss
     if fused is not None:
         model._train_loss = fused
-        model._output_fn = softmax if isinstance(act, Softmax) else sigmoid
+        model._output_fn = "softmax" if isinstance(act, Softmax) else "sigmoid"
         if last is act or isinstance(last, Activation):
             model._run_layers = model.layers[:-1]
         else:
             last.emit_logits = True
+    model._train_loss.build(model.ops)
     model._regularized = [pair for layer in model.layers for pair in layer.regularized()]
     # Metrics read probabilities; a cross-entropy from logits has computed them already.
     model._metrics_from_loss = model._output_fn is not None or (
@@ -280,9 +281,13 @@ def predict(model, x, batch_size):
     """The model's outputs for checked samples ``x``, ``batch_size`` rows at a time, through its
     final activation when training skips it (probabilities for a fused cross-entropy)."""
     result = np.empty((len(x), *model.output_shape), dtype=model.dtype)
+    final = None if model._output_fn is None else getattr(model.ops, model._output_fn)
     for start in range(0, len(x), batch_size):
         out = model._forward(x[start:start + batch_size], training=False)
-        result[start:start + batch_size] = model._output_fn(out) if model._output_fn else out
+        if final is None:
+            result[start:start + batch_size] = out
+        else:
+            final(out, result[start:start + batch_size])
     return result
 
 
