@@ -452,3 +452,17 @@ def test_training_diverged_error_leaves_the_last_finite_weights(optimizer, path,
     history = model.fit(x, y, epochs=3, batch_size=64, verbose=0,
                         callbacks=[nn.callbacks.TerminateOnNaN()])
     assert history.history == {} and all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_the_readme_first_model_runs(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("\n## A first model\n", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert "nn.Input((30,))" in block and "model.summary()" in block
+    block = block.replace("validation_split=0.1)", "validation_split=0.1, verbose=0)")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert "Total params: 1,369" in capsys.readouterr().out  # summary before compile
+    assert namespace["accuracy"] > 0.9
+    assert (tmp_path / "bc-model" / "config.json").is_file()
