@@ -6,6 +6,16 @@ import numbers
 import numpy as np
 
 
+def is_int(value):
+    """An integer, and not a bool (``True`` is an int to Python, never a count to a user)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value):
+    """A real number, and not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def as_numeric_array(x, name):
     """``x`` as a NumPy array of real numbers (bool, integer or float), not yet converted."""
     if x is None:

@@ -11,6 +11,7 @@ import re
 import string
 import sys
 import time
+from ._checks import is_int
 from pathlib import Path
 
 
@@ -200,9 +201,9 @@ class EarlyStopping(_Monitor):
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
         super().__init__(monitor, mode, min_delta)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        if not is_int(patience) or patience < 0:
             raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
-        if isinstance(start_from_epoch, bool) or not isinstance(start_from_epoch, int) \
+        if not is_int(start_from_epoch) \
                 or start_from_epoch < 0:
             raise ValueError(f"start_from_epoch must be an integer >= 0, got {start_from_epoch!r}")
         self.patience, self.verbose = patience, verbose

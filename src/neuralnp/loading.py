@@ -9,6 +9,7 @@ from .errors import ModelFileError
 from .layers.base import weight_creation
 from .model import Sequential
 from .serialization import CONFIG_NAME, WEIGHTS_NAME, model_file_errors, read_model
+from ._checks import is_int
 
 
 def load_model(path, compile=True):
@@ -36,7 +37,7 @@ def _skeleton(config, path):
         raise ModelFileError(path, f"{CONFIG_NAME} has no model description")
     shape = spec.get("input_shape")
     if (not isinstance(shape, list)
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+            or not all(is_int(d) and d > 0 for d in shape)):
         raise ModelFileError(path, f"{CONFIG_NAME}: input_shape must be a list of positive "
                                    f"integers, got {shape!r}")
     with weight_creation("shapes"):

@@ -50,6 +50,7 @@ from .layers.dropout import Dropout
 from .layers.normalization import BatchNormalization, LayerNormalization
 from .layers.pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .layers.reshape import Flatten, Reshape
+from ._checks import is_int
 
 # 13: Softmax over one axis and ReduceSum's axes as an input start there.
 MIN_OPSET = 13
@@ -90,7 +91,7 @@ def export(model, path, opset=DEFAULT_OPSET, dtype=None):
 
     model = _sequential(model)
     newest = onnx.defs.onnx_opset_version()
-    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not (
+    if not is_int(opset) or not (
             MIN_OPSET <= opset <= newest):
         raise ValueError(f"opset must be an integer from {MIN_OPSET} to {newest} (the newest "
                          f"the installed onnx knows), got {opset!r}; {DEFAULT_OPSET}, the "

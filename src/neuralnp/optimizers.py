@@ -25,6 +25,7 @@ from . import schedules
 from .backends import get_ops
 from ._registry import Configurable, resolve, serialize
 from .errors import TrainingDivergedError
+from ._checks import is_int
 
 
 def _check_range(name, value, low, high, low_open=False, high_open=True):
@@ -145,7 +146,7 @@ class Optimizer(Configurable):
     def load_state_dict(self, state):
         state = dict(state)
         iterations = state.pop("iterations", 0)
-        if (isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer))
+        if (not is_int(iterations)
                 or not 0 <= iterations < 2 ** 53):
             raise ValueError(f"the optimizer's step count must be an integer in [0, 2**53), got "
                              f"{iterations!r}")

@@ -6,6 +6,7 @@ import math
 import numbers
 
 import numpy as np
+from ._checks import is_int, is_real
 
 __all__ = ["StandardScaler", "one_hot", "train_test_split"]
 
@@ -17,7 +18,7 @@ def _n_samples(a: np.ndarray, position: int) -> int:
 
 
 def _resolve_test_count(test_size, n: int) -> int:
-    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
+    if not is_real(test_size):
         raise ValueError(
             f"test_size must be a fraction in (0, 1) or a sample count, got {test_size!r}"
         )
@@ -210,7 +211,7 @@ def one_hot(labels, num_classes=None, dtype="float32") -> np.ndarray:
     except TypeError:
         raise ValueError(f"dtype={dtype!r} is not a NumPy dtype; use e.g. 'float32'") from None
     if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
+        not is_int(num_classes) or num_classes < 1
     ):
         raise ValueError(f"num_classes must be a positive integer or None, got {num_classes!r}")
 

@@ -19,14 +19,14 @@ formulas; ``StepDecay`` and ``OneCycle`` compute ``torch.optim.lr_scheduler``'s 
 
 import bisect
 import math
-import numbers
 
 from ._registry import Configurable, resolve
+from ._checks import is_int, is_real
 
 
 def _number(name, value, *, low=0.0, low_inclusive=False, high=None, high_inclusive=True):
     """``value`` as a finite float in the given range, or a ValueError naming ``name``."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = is_real(value)
     if ok:
         value = float(value)
         ok = (math.isfinite(value)
@@ -44,7 +44,7 @@ def _count(name, value, *, minimum=1):
     """``value`` as an int >= ``minimum`` (an integral float such as 100.0 is accepted)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
@@ -58,7 +58,7 @@ class LearningRateSchedule(Configurable):
     """
 
     def __call__(self, step):
-        if not isinstance(step, numbers.Real) or isinstance(step, bool):
+        if not is_real(step):
             raise TypeError(f"the step must be a number, got {type(step).__name__}")
         if not (math.isfinite(step) and step >= 0):
             raise ValueError(f"the step must be >= 0 (0 for the first update), got {step}")
@@ -113,7 +113,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
             raise ValueError(f"values needs len(boundaries) + 1 = {len(boundaries) + 1} entries "
                              f"(one per interval), got {len(values)}")
         # ints stay ints so the config reads as it was written; numpy scalars become plain numbers
-        self.boundaries = [int(b) if isinstance(b, numbers.Integral) and not isinstance(b, bool)
+        self.boundaries = [int(b) if is_int(b)
                            else _number(f"boundaries[{i}]", b, low_inclusive=True)
                            for i, b in enumerate(boundaries)]
         if any(b < 0 for b in self.boundaries):

@@ -42,6 +42,7 @@ import numpy as np
 
 from ._files import atomic_write, fsync_folder, recover_folder, remove_leftovers, replace_folder
 from .errors import ModelFileError
+from ._checks import is_int
 
 FORMAT = "neuralnp-model"
 FORMAT_VERSION = 2
@@ -279,7 +280,7 @@ def _parse_config(raw, path):
         raise ModelFileError(path, f"it was not written by neuralnp ({CONFIG_NAME} does not say "
                                    f"format={FORMAT!r})")
     version = config.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if not is_int(version) or version < 1:
         raise ModelFileError(path, f"format_version must be a positive integer, got {version!r}")
     if version > FORMAT_VERSION:
         raise ModelFileError(path, f"it uses model format {version}; this neuralnp reads up to "
@@ -316,7 +317,7 @@ def _read_header(stream, size, path):
             shape = tuple(entry["shape"])
             begin, end = entry["data_offsets"]
             ints = (*shape, begin, end)
-            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints):
+            if not all(is_int(v) and v >= 0 for v in ints):
                 raise ValueError
         except (KeyError, TypeError, ValueError):
             raise ModelFileError(path, f"{WEIGHTS_NAME}: tensor {name!r} has a malformed or "

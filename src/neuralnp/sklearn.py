@@ -63,6 +63,7 @@ from .layers import activations as _activations
 from .initializers import RandomUniform
 from .model import Sequential
 from .regularizers import L2
+from ._checks import is_int, is_real
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -76,7 +77,7 @@ _PREDICT_BATCH = 4096
 
 def _check_real(name, value, low=None, high=None, low_open=False, high_open=False):
     """``value`` as a float inside the given interval, or a ValueError naming the interval."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+    ok = is_real(value) and not math.isnan(value)
     if ok:
         value = float(value)
         ok = ((low is None or (value > low if low_open else value >= low))
@@ -90,7 +91,7 @@ def _check_real(name, value, low=None, high=None, low_open=False, high_open=Fals
 
 
 def _check_int(name, value, what="an integer >= 1"):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return int(value)
 
@@ -239,7 +240,7 @@ class _BaseMLP(BaseEstimator):
         """Check every hyperparameter (scikit-learn checks them at fit, not in __init__) and
         return the ones that need resolving: hidden sizes, activation name, optimizer name."""
         sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+        if is_int(sizes):
             sizes = [sizes]
         try:
             sizes = [_check_int("hidden_layer_sizes entries", s) for s in sizes]

@@ -54,6 +54,7 @@ from . import onnx as nn_onnx
 from .layers.base import REGISTRY, Layer
 from .loading import load_model
 from .model import Sequential
+from ._checks import is_int
 
 EPS = 1e-6
 
@@ -90,7 +91,7 @@ def check_layer(layer, input_shape, *, x=None, batch_size=4, seed=0, onnx=True, 
     shape = tuple(input_shape)
     if shape and shape[0] is None:
         shape = shape[1:]
-    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
+    if not all(is_int(d) and d > 0
                for d in shape):
         raise ValueError(f"input_shape must be positive integers without the batch axis, "
                          f"e.g. (4,) or (6, 6, 2); got {input_shape!r}")

@@ -19,6 +19,7 @@ import numbers
 import numpy as np  # noqa: F401  (the docstring examples use it)
 
 from .weighted import WeightedLayer
+from .._checks import is_int
 
 PADDINGS = ("valid", "same")
 
@@ -36,7 +37,7 @@ def normalize_pair(value, arg, cls_name, allow_none=False):
     except TypeError:
         items = ()
     if (len(items) != 2
-            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1
+            or any(not is_int(v) or v < 1
                    for v in items)):
         raise ValueError(f"{cls_name} {arg} must be a positive integer or a pair of them "
                          f"(height, width), got {value!r}")
@@ -180,7 +181,7 @@ class Conv2D(WeightedLayer):
                          kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
                          kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
                          **kwargs)
-        if isinstance(filters, bool) or not isinstance(filters, numbers.Integral) or filters < 1:
+        if not is_int(filters) or filters < 1:
             raise ValueError(f"Conv2D filters must be a positive integer, got {filters!r}")
         self.filters = int(filters)
         self.kernel_size = normalize_pair(kernel_size, "kernel_size", "Conv2D")

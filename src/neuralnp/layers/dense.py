@@ -3,6 +3,7 @@
 import numpy as np
 
 from .weighted import WeightedLayer
+from .._checks import is_int
 
 
 class Dense(WeightedLayer):
@@ -23,7 +24,7 @@ class Dense(WeightedLayer):
                          kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
                          kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
                          **kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+        if not is_int(units) or units < 1:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         self.units = int(units)
         self.input_dim = None if input_dim is None else int(input_dim)

@@ -1,10 +1,10 @@
 """Dropout: zero random entries while training, so that no unit can rely on any other."""
 
-import numbers
 
 import numpy as np
 
 from .base import Layer
+from .._checks import is_int, is_real
 
 
 class Dropout(Layer):
@@ -34,7 +34,7 @@ class Dropout(Layer):
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if (isinstance(rate, bool) or not isinstance(rate, numbers.Real)
+        if (not is_real(rate)
                 or not 0.0 <= float(rate) < 1.0):
             raise ValueError(f"Dropout rate must be a number in [0, 1) (the fraction of inputs "
                              f"to drop), got {rate!r}")
@@ -46,7 +46,7 @@ class Dropout(Layer):
             noise_shape = tuple(None if d is None else _positive_int(d, noise_shape)
                                 for d in noise_shape)
         self.noise_shape = noise_shape
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+        if seed is not None and (not is_int(seed)
                                  or seed < 0):
             raise ValueError(f"Dropout seed must be a non-negative integer or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
@@ -126,7 +126,7 @@ class Dropout(Layer):
 
 
 def _positive_int(d, noise_shape):
-    if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
+    if not is_int(d) or d < 1:
         raise ValueError(f"Dropout noise_shape entries must be positive integers or None, got "
                          f"{noise_shape!r}")
     return int(d)

@@ -7,13 +7,14 @@ that compute in ``model.layers``, as Keras does. A saved model records the shape
 """
 
 import numbers
+from .._checks import is_int
 
 
 def sample_shape(shape, what):
     """``shape`` (an int or a sequence of ints, no batch axis) as a tuple of positive ints."""
     dims = (shape,) if isinstance(shape, numbers.Integral) else shape
     if isinstance(shape, (bool, str, bytes)) or not isinstance(dims, (tuple, list)) or any(
-            d is not None and (isinstance(d, bool) or not isinstance(d, numbers.Integral))
+            d is not None and (not is_int(d))
             for d in dims):
         raise TypeError(f"{what} must be an int or a tuple of ints without the batch axis, "
                         f"e.g. (30,) or (28, 28, 1); got {shape!r}")

@@ -9,13 +9,13 @@ Axes follow Keras: they count the batch axis (``axis=-1`` is the last one, ``axi
 """
 
 import math
-import numbers
 
 import numpy as np
 
 from .. import initializers
 from .._registry import serialize
 from .base import Layer
+from .._checks import is_int, is_real
 
 
 class _Normalization(Layer):
@@ -36,7 +36,7 @@ class _Normalization(Layer):
             raise ValueError(f"{kind} axis must be an int or a non-empty list of ints, "
                              f"got {axis!r}")
         self.axis = axis
-        if (isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real)
+        if (not is_real(epsilon)
                 or not float(epsilon) > 0.0 or not math.isfinite(epsilon)):
             raise ValueError(f"{kind} epsilon must be a number > 0 (it keeps the division by "
                              f"sqrt(var + epsilon) finite), got {epsilon!r}")
@@ -141,7 +141,7 @@ class BatchNormalization(_Normalization):
                  moving_mean_initializer="zeros", moving_variance_initializer="ones", **kwargs):
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
                          **kwargs)
-        if (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)
+        if (not is_real(momentum)
                 or not 0.0 <= float(momentum) < 1.0):
             raise ValueError(f"BatchNormalization momentum must be a number in [0, 1) (the "
                              f"weight of the old moving statistics), got {momentum!r}")
@@ -300,4 +300,4 @@ class LayerNormalization(_Normalization):
 
 
 def _is_int(a):
-    return isinstance(a, numbers.Integral) and not isinstance(a, bool)
+    return is_int(a)

@@ -8,12 +8,12 @@ Both act on the sample axes only; the batch axis is never touched.
 """
 
 import math
-import numbers
 
 import numpy as np  # noqa: F401  (the docstring examples use it)
 
 from .base import Layer
 from .conv import batch_shape
+from .._checks import is_int
 
 
 class Flatten(Layer):
@@ -53,7 +53,7 @@ class Reshape(Layer):
         super().__init__(**kwargs)
         dims = target_shape if isinstance(target_shape, (tuple, list)) else None
         if (dims is None or not dims
-                or any(isinstance(d, bool) or not isinstance(d, numbers.Integral)
+                or any(not is_int(d)
                        or not (d >= 1 or d == -1) for d in dims)
                 or sum(d == -1 for d in dims) > 1):
             raise ValueError(
