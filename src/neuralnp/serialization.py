@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import stat
 import struct
 import time
@@ -40,9 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import atomic_write, fsync_folder, recover_folder, remove_leftovers, replace_folder
-from .errors import ModelFileError
 from ._checks import is_int
+from ._files import (atomic_write, fsync_folder, recover_folder, remove_leftovers,
+                     replace_folder, temp_name)
+from ._registry import serialize
+from ._version import __version__
+from .errors import ModelFileError
 
 FORMAT = "neuralnp-model"
 FORMAT_VERSION = 2
@@ -78,8 +82,6 @@ def _tensors_and_scalars(model):
 
 
 def _config(model, scalars, save_id, weights_sha256):
-    from ._version import __version__
-    from ._registry import serialize
     generators = {str(i): layer.own_generator().bit_generator.state
                   for i, layer in enumerate(model.layers) if layer.own_generator() is not None}
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_version": __version__,
@@ -145,7 +147,6 @@ def save_model(model, path):
 
 
 def _write_folder(path, files):
-    from ._files import temp_name
     tmp = temp_name(path)
     os.mkdir(tmp)  # the usual umask permissions, unlike mkdtemp's 0700
     try:
@@ -158,7 +159,6 @@ def _write_folder(path, files):
         replace_folder(tmp, path)
         fsync_folder(path.parent)
     except BaseException:
-        import shutil
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
