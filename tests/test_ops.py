@@ -125,10 +125,30 @@ PARAMS = [pytest.param(name, build, id=f"{name}-{case}")
           for name, cases in CASES.items() for case, build in cases]
 
 
+# Methods that return an operation rather than run one, tested on their own below.
+FACTORIES = {"matmul_for"}
+
+
 def test_every_operation_of_the_base_class_has_cases():
     public = {name for name, member in vars(Ops).items()
               if callable(member) and not name.startswith("_")}
-    assert public == set(CASES)
+    assert public == set(CASES) | FACTORIES
+
+
+@pytest.mark.parametrize("ops", OPS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("inner", [1, 5])
+def test_matmul_for_a_known_inner_dimension_equals_matmul(inner, dtype, ops):
+    m = Maker(dtype, "contiguous")
+    a, b = m.normal(7, inner), m.normal(inner, 3)
+    expected = Ops().matmul(a, b, m.out(7, 3))
+    out = m.out(7, 3)
+    assert ops.matmul_for(inner)(a, b, out) is out
+    np.testing.assert_allclose(out, expected, rtol=1e-6 if dtype == "float32" else 1e-13)
+    a_t, b2 = m.normal(3, 7).T, m.normal(3, 2)  # a transposed view, as Dense's backward has
+    np.testing.assert_allclose(ops.matmul_for(3)(a_t, b2, m.out(7, 2)),
+                               Ops().matmul(a_t, b2, m.out(7, 2)),
+                               rtol=1e-6 if dtype == "float32" else 1e-13)
 
 
 @pytest.mark.parametrize("ops", OPS)

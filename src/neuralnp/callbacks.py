@@ -77,6 +77,10 @@ class CallbackList(Callback):
         return [getattr(cb, hook) for cb in self.callbacks
                 if getattr(type(cb), hook) is not getattr(Callback, hook) or hook in vars(cb)]
 
+    def overrides(self, hook):
+        """Whether any callback has a ``hook`` of its own."""
+        return bool(self._overriding(hook))
+
     # Called every step: only the callbacks that override the hook are visited.
     def on_batch_begin(self, batch, logs=None):
         if self._begin_hooks is None:

@@ -197,8 +197,10 @@ def _run_epoch(model, batches, strategy, cbs):
     for m in model._metrics:
         m.reset()
     total = 0.0
+    begin_hooks = cbs.overrides("on_batch_begin")  # most fits have none: skip the call
     for batch, count, xb, yb, wb in batches.epoch(strategy):
-        cbs.on_batch_begin(batch, {"size": count})
+        if begin_hooks:
+            cbs.on_batch_begin(batch, {"size": count})
         try:
             loss = train_step(model, xb, yb, wb, count, strategy)
         except TrainingDivergedError as exc:  # the optimizer put the weights back

@@ -47,6 +47,12 @@ class Ops:
         """``out ← a·b`` for ``a (n, k)`` and ``b (k, m)`` (transposed views welcome)."""
         return self.xp.matmul(a, b, out=out)
 
+    def matmul_for(self, inner):
+        """A callable ``f(a, b, out)`` doing :meth:`matmul` for products whose inner dimension
+        ``k`` is always ``inner`` (a layer knows it when built), free to skip the choices
+        ``matmul`` makes on every call."""
+        return self.matmul
+
     # -- activations ----------------------------------------------------------------------------
 
     def sigmoid(self, x, out):

@@ -45,7 +45,11 @@ class Dense(WeightedLayer):
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
         self._build_activation((self.units,))
-        self._matmul = self.ops.matmul  # bound once: three products per step
+        # Bound once, three products a step: the forward and input-gradient products have
+        # inner dimensions fixed here; the kernel gradient's is the batch size.
+        self._matmul = self.ops.matmul
+        self._matmul_forward = self.ops.matmul_for(input_shape[0])
+        self._matmul_input_grad = self.ops.matmul_for(self.units)
 
     def compute_output_shape(self, input_shape):
         return (self.units,)
@@ -65,7 +69,7 @@ class Dense(WeightedLayer):
     def forward(self, x, training=False):
         self._x = x
         z = self._buffers(x.shape[0])
-        self._matmul(x, self.kernel.value, z)
+        self._matmul_forward(x, self.kernel.value, z)
         return self._bias_activation(z, training)
 
     def backward(self, grad_out):
@@ -73,7 +77,7 @@ class Dense(WeightedLayer):
         self._matmul(self._x.T, grad_out, self.kernel.grad)
         if not self.need_input_grad:
             return None
-        return self._matmul(grad_out, self.kernel.value.T, self._gin)
+        return self._matmul_input_grad(grad_out, self.kernel.value.T, self._gin)
 
     def get_config(self):
         config = {**super().get_config(), "units": self.units}
