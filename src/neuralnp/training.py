@@ -1,4 +1,5 @@
-"""The training loop, in reading order: ``fit`` → ``_prepare`` → ``_run`` → ``train_step``.
+"""The training loop, in reading order: ``prepare`` (what compile decides), then ``fit`` →
+``_fit`` → ``_prepare`` (the data) → ``_run_epoch`` → ``train_step``.
 
 One step is forward, loss, backward, update. A strategy decides which rows of each batch this
 process runs and combines what the processes computed; :class:`LocalStrategy` is one process on
