@@ -168,14 +168,18 @@ def check_instance(value, cls, expected):
     return value
 
 
-def samples(x, name, dtype, sample_shape=None):
-    """``x`` as checked samples (a float array of ``dtype``, at least 2-D), of ``sample_shape``
-    per sample when one is given."""
+def samples(x, name, dtype):
+    """``x`` as checked samples: a finite float array of ``dtype``, at least 2-D."""
     x = as_float_array(x, name, dtype)
     if x.ndim == 1:
         raise ValueError(f"{name} is 1-D with shape {x.shape}; pass (samples, features): "
                          "x.reshape(-1, 1) for one feature, x.reshape(1, -1) for one sample")
-    if sample_shape is not None and x.shape[1:] != tuple(sample_shape):
+    return x
+
+
+def check_sample_shape(x, sample_shape, name):
+    """``x`` when each of its samples has ``sample_shape``."""
+    if x.shape[1:] != tuple(sample_shape):
         raise ValueError(f"the model expects samples of shape {tuple(sample_shape)} "
                          f"({math.prod(sample_shape)} features), {name} has {x.shape[1:]}; "
                          "pass the same columns as in training")

@@ -13,8 +13,8 @@
 import numpy as np
 
 from . import losses, metrics as metrics_module, optimizers, training
-from ._checks import (as_float_array, check_instance, check_positive_int, check_seed,
-                      sample_weights, samples, weights_like)
+from ._checks import (as_float_array, check_instance, check_positive_int, check_sample_shape,
+                      check_seed, sample_weights, samples, weights_like)
 from ._registry import serialize
 from .backend import check_device, resolve_dtype
 from .backends import get_ops
@@ -172,7 +172,7 @@ class Sequential:
         x = samples(x, name, self.dtype)
         if not self.built:
             self.build(self._declared_input_shape() or x.shape[1:])
-        return samples(x, name, self.dtype, self.input_shape)
+        return check_sample_shape(x, self.input_shape, name)
 
     def _targets(self, y, n, name="y"):
         """``y`` checked and in the form the loss takes (see ``Loss.prepare_targets``)."""
