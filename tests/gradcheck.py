@@ -7,27 +7,7 @@ of order ``eps²·f'''`` and a rounding error of order ``1e-16·|f| / eps``, bot
 
 import numpy as np
 
-EPS = 1e-6
-
-
-def numerical_gradient(f, x, eps=EPS):
-    """Central-difference gradient of the scalar ``f()`` with respect to the array ``x``.
-
-    ``x`` is perturbed *in place*, one entry at a time, and restored afterwards, so ``f`` can read
-    it through any reference: a layer's cached input, or a parameter's ``value``.
-    """
-    if x.dtype != np.float64:
-        raise TypeError(f"finite differences need float64, got {x.dtype}")
-    grad = np.zeros(x.shape, dtype=np.float64)
-    for idx in np.ndindex(x.shape):
-        original = x[idx]
-        x[idx] = original + eps
-        f_plus = float(f())
-        x[idx] = original - eps
-        f_minus = float(f())
-        x[idx] = original
-        grad[idx] = (f_plus - f_minus) / (2.0 * eps)
-    return grad
+from neuralnp.testing import numerical_gradient
 
 
 def relative_error(a, b):

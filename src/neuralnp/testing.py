@@ -279,10 +279,10 @@ class _Checker:
             return float(np.sum(forward(x) * R))
 
         scale = float(np.sum(np.abs(y * R)))
-        self.compare(gx, _numerical_gradient(loss, x), f"the input gradient ∂L/∂x ({mode})",
+        self.compare(gx, numerical_gradient(loss, x), f"the input gradient ∂L/∂x ({mode})",
                      scale)
         for p, g in zip(params, grads):
-            self.compare(g, _numerical_gradient(loss, p.value),
+            self.compare(g, numerical_gradient(loss, p.value),
                          f"the gradient of parameter {p.name!r} ({mode})", scale)
 
         # The model's first layer skips ∂L/∂x (need_input_grad off): a branch of its own.
@@ -456,16 +456,19 @@ def _generators(layer, seen=None):
     return found
 
 
-def _numerical_gradient(f, x, eps=EPS):
-    """``(f(x + ε·e_i) - f(x - ε·e_i)) / 2ε`` for every entry ``i``, perturbing ``x`` in place
-    (and restoring it), so ``f`` may read ``x`` through any reference: a parameter's value."""
+def numerical_gradient(f, x, eps=EPS):
+    """``(f(x + ε·e_i) - f(x - ε·e_i)) / 2ε`` for every entry ``i`` of the float64 array ``x``,
+    perturbing ``x`` in place (and restoring it), so the scalar ``f()`` may read ``x`` through
+    any reference: a layer's cached input, a parameter's value."""
+    if x.dtype != np.float64:
+        raise TypeError(f"finite differences need float64, got {x.dtype}")
     grad = np.empty(x.shape, dtype=np.float64)
     for i in np.ndindex(x.shape):
         original = x[i]
         x[i] = original + eps
-        plus = f()
+        plus = float(f())
         x[i] = original - eps
-        minus = f()
+        minus = float(f())
         x[i] = original
         grad[i] = (plus - minus) / (2.0 * eps)
     return grad
