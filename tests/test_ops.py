@@ -91,6 +91,16 @@ CASES = {
         m.uniform(101) + 0.5 if a else None, 0.9, 0.999, 1e-8,
         m.one(1e-3 / (1 - 0.9 ** 3)), m.one((1 - 0.999 ** 3) ** 0.5), m.out(101),
         *((m.out(101), m.out(1)) if g else ()))) for a in (False, True) for g in (False, True)],
+    "finite_gate": [(f"{state}-{value}", lambda m, state=state, value=value: (
+        np.full(1, state), np.full(1, value))) for state in (1.0, 0.0)
+        for value in (0.25, np.nan, np.inf)],
+    "gated": [(f"{state}-{'closes' if closes else 'keeps'}", lambda m, state=state, closes=closes:
+               _gated_case(m, state, closes)) for state in (1.0, 0.0) for closes in (False, True)],
+    "keep_finite": [(f"{case}-{'previous' if keep else 'none'}-{state}",
+                     lambda m, case=case, keep=keep, state=state: _keep_finite_case(
+                         m, case, keep, state))
+                    for case in ("finite", "nan", "huge") for keep in (True, False)
+                    for state in (1.0, 0.0)],
     "take_rows": [("2d", lambda m: (m.normal(10, 4), m.rng.permutation(10)[:6], m.out(6, 4))),
                   ("1d", lambda m: (m.normal(10), m.rng.permutation(10)[:6], m.out(6)))],
     "im2col": [(f"c{c}-s{s}-d{d}", lambda m, c=c, s=s, d=d: (
@@ -116,6 +126,30 @@ CASES = {
 }
 
 
+def _gated_case(m, state, closes):
+    """A gate and an update of two arrays (closing the gate itself when ``closes``)."""
+    gate, a, b = np.full(1, state), m.normal(11), m.normal(3, 4)
+
+    def update():
+        a[...] = 7.0
+        b[1] += 1.0
+        if closes:
+            gate[0] = 0.0
+    return gate, update, a, b
+
+
+def _keep_finite_case(m, case, keep, state):
+    """Weights after an update: all finite, one NaN, or all finite but so large (1e19) that the
+    sum of squares overflows float32 (the hint says inf, the weights are fine)."""
+    p = m.normal(101)
+    if case == "nan":
+        p[3] = np.nan
+    if case == "huge":
+        p[:] = 1e19
+    check = np.array([np.sum(p.astype(np.float64) ** 2)], p.dtype)
+    return p, m.normal(101) if keep else None, check, np.full(1, state), np.zeros(1)
+
+
 def _out_hw(size, kernel, strides, dilation):
     return tuple((n - (k - 1) * d - 1) // s + 1
                  for n, k, s, d in zip(size, kernel, strides, dilation))
@@ -125,8 +159,8 @@ PARAMS = [pytest.param(name, build, id=f"{name}-{case}")
           for name, cases in CASES.items() for case, build in cases]
 
 
-# Methods that return an operation rather than run one, tested on their own below.
-FACTORIES = {"matmul_for"}
+# Methods that return an operation or an array rather than run one, tested on their own below.
+FACTORIES = {"matmul_for", "to_device", "to_host"}
 
 
 def test_every_operation_of_the_base_class_has_cases():
@@ -189,6 +223,14 @@ def test_subclasses_override_only_base_methods_with_the_same_signature(cls):
         assert hasattr(Ops, name), f"{cls.__name__}.{name} is not an Ops operation"
         if callable(member) and name != "__init__":
             assert inspect.signature(member) == inspect.signature(getattr(Ops, name)), name
+
+
+@pytest.mark.parametrize("ops", [Ops(), *(p.values[0] for p in OPS)])
+def test_host_ops_move_nothing_and_read_freely(ops):
+    a = np.arange(6.0).reshape(2, 3)
+    assert ops.to_device(a) is a and ops.reads_are_free
+    copy = ops.to_host(a)
+    assert copy is not a and np.array_equal(copy, a)
 
 
 def test_get_ops_follows_neuralnp_kernels(monkeypatch):

@@ -165,20 +165,20 @@ class MPIStrategy:
         self.steps += 1
 
     def start_loss_mean(self, loss, rows, count):
-        """Start summing this rank's ``loss × rows`` (its loss is a mean over its ``rows`` of
-        the ``count``-row batch); it runs while backward does."""
-        self._loss[0] = loss * rows if rows else 0.0
+        """Start summing this rank's ``loss[0] × rows`` (its loss is a mean over its ``rows``
+        of the ``count``-row batch); it runs while backward does."""
+        self._loss[0] = loss[0] * rows if rows else 0.0
         self._loss_count = count
         self._loss_request = self.comm.Iallreduce(self._mpi.IN_PLACE, self._loss,
                                                   op=self._mpi.SUM)
 
-    def loss_mean(self):
-        """The global batch's mean loss started by :meth:`start_loss_mean`, the same on every
-        rank."""
+    def loss_mean(self, loss):
+        """``loss[0] ←`` the global batch's mean loss started by :meth:`start_loss_mean`, the
+        same on every rank."""
         begin = time.perf_counter()
         self._loss_request.Wait()
         self.comm_seconds += time.perf_counter() - begin
-        return float(self._loss[0]) / self._loss_count
+        loss[0] = float(self._loss[0]) / self._loss_count
 
     def sum(self, value):
         """A float summed over the ranks."""

@@ -46,11 +46,14 @@ class Loss(Configurable):
             self.build()
         value = self._mean(y_pred, y_true, sample_weight)
         if out is None:
-            return value
+            return float(value)
         out[...] = value
         return out
 
     def _mean(self, y_pred, y_true, sample_weight):
+        """The batch's loss as a 0-d array (not read back) and the gradient, kept for
+        backward."""
+        xp = self.xp
         per_sample, grad = self._compute(y_pred, y_true)
         n = y_pred.shape[0]
         if per_sample.ndim > 1:
@@ -60,10 +63,10 @@ class Loss(Configurable):
             grad = grad / t
         if sample_weight is None:
             self._grad = grad / n
-            return float(np.sum(per_sample) / n)
-        w = np.asarray(sample_weight, dtype=y_pred.dtype).reshape((n,) + (1,) * (y_pred.ndim - 1))
+            return xp.sum(per_sample) / n
+        w = xp.asarray(sample_weight, dtype=y_pred.dtype).reshape((n,) + (1,) * (y_pred.ndim - 1))
         self._grad = grad * (w / n)
-        return float(np.sum(per_sample * w.reshape(n)) / n)
+        return xp.sum(per_sample * w.reshape(n)) / n
 
     __call__ = forward
 
@@ -136,9 +139,10 @@ class MeanSquaredError(Loss):
     name = "mse"
 
     def _compute(self, y_pred, y_true):
+        xp = self.xp
         diff = y_pred - y_true
         d = _features(y_pred)
-        return np.mean((diff * diff).reshape(len(diff), -1), axis=1), diff * (2.0 / d)
+        return xp.mean((diff * diff).reshape(len(diff), -1), axis=1), diff * (2.0 / d)
 
 
 class MeanAbsoluteError(Loss):
@@ -147,9 +151,10 @@ class MeanAbsoluteError(Loss):
     name = "mae"
 
     def _compute(self, y_pred, y_true):
+        xp = self.xp
         diff = y_pred - y_true
         d = _features(y_pred)
-        return np.mean(np.abs(diff).reshape(len(diff), -1), axis=1), np.sign(diff) / d
+        return xp.mean(xp.abs(diff).reshape(len(diff), -1), axis=1), xp.sign(diff) / d
 
 
 class Huber(Loss):
@@ -164,11 +169,12 @@ class Huber(Loss):
         self.delta = float(delta)
 
     def _compute(self, y_pred, y_true):
+        xp = self.xp
         diff = y_pred - y_true
-        a = np.abs(diff)
-        per = np.where(a <= self.delta, 0.5 * a * a, self.delta * (a - 0.5 * self.delta))
+        a = xp.abs(diff)
+        per = xp.where(a <= self.delta, 0.5 * a * a, self.delta * (a - 0.5 * self.delta))
         d = _features(y_pred)
-        return np.mean(per.reshape(len(diff), -1), axis=1), np.clip(diff, -self.delta, self.delta) / d
+        return xp.mean(per.reshape(len(diff), -1), axis=1), xp.clip(diff, -self.delta, self.delta) / d
 
     def get_config(self):
         return {**super().get_config(), "delta": self.delta}
@@ -206,7 +212,7 @@ class _FusedLogits:
     def _fused_targets(self, y_true, dtype):
         """The targets as the operation takes them: an array of the logits' dtype."""
         dtype_of = getattr(y_true, "dtype", None)
-        return y_true if dtype_of == dtype else np.asarray(y_true, dtype=dtype)
+        return y_true if dtype_of == dtype else self.xp.asarray(y_true, dtype=dtype)
 
 
 class BinaryCrossentropy(_FusedLogits, Loss):
@@ -221,15 +227,16 @@ class BinaryCrossentropy(_FusedLogits, Loss):
     _fused_op = "sigmoid_xent"
 
     def _compute(self, y_pred, y_true):
+        xp = self.xp
         n, d = len(y_pred), _features(y_pred)
         if self.from_logits:
             z = y_pred
-            per = np.maximum(z, 0) - z * y_true + np.log1p(np.exp(-np.abs(z)))
+            per = xp.maximum(z, 0) - z * y_true + xp.log1p(xp.exp(-xp.abs(z)))
             self.probabilities = self.ops.sigmoid(z, self.xp.empty_like(z))
-            return np.mean(per.reshape(n, -1), axis=1), (self.probabilities - y_true) / d
-        p = np.clip(y_pred, EPSILON, 1 - EPSILON)
-        per = -(y_true * np.log(p) + (1 - y_true) * np.log1p(-p))
-        return np.mean(per.reshape(n, -1), axis=1), (p - y_true) / (p * (1 - p)) / d
+            return xp.mean(per.reshape(n, -1), axis=1), (self.probabilities - y_true) / d
+        p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+        per = -(y_true * xp.log(p) + (1 - y_true) * xp.log1p(-p))
+        return xp.mean(per.reshape(n, -1), axis=1), (p - y_true) / (p * (1 - p)) / d
 
 
 class CategoricalCrossentropy(_FusedLogits, Loss):
@@ -244,13 +251,14 @@ class CategoricalCrossentropy(_FusedLogits, Loss):
     _fused_op = "softmax_xent_dense"
 
     def _compute(self, y_pred, y_true):
+        xp = self.xp
         if self.from_logits:
             log_p = self.ops.log_softmax(y_pred, self.xp.empty_like(y_pred))
-            self.probabilities = np.exp(log_p)
-            grad = self.probabilities * np.sum(y_true, axis=-1, keepdims=True) - y_true
-            return -np.sum(y_true * log_p, axis=-1), grad
-        p = np.clip(y_pred, EPSILON, 1 - EPSILON)
-        return -np.sum(y_true * np.log(p), axis=-1), -y_true / p
+            self.probabilities = xp.exp(log_p)
+            grad = self.probabilities * xp.sum(y_true, axis=-1, keepdims=True) - y_true
+            return -xp.sum(y_true * log_p, axis=-1), grad
+        p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+        return -xp.sum(y_true * xp.log(p), axis=-1), -y_true / p
 
 
 class SparseCategoricalCrossentropy(_FusedLogits, Loss):
@@ -265,21 +273,22 @@ class SparseCategoricalCrossentropy(_FusedLogits, Loss):
         """Integer row indices ``(N,)``, whatever form the caller's labels take."""
         if getattr(y_true, "dtype", None) == np.intp and y_true.ndim == 1:
             return y_true
-        return np.asarray(y_true).reshape(-1).astype(np.intp)
+        return self.xp.asarray(y_true).reshape(-1).astype(np.intp)
 
     def _compute(self, y_pred, y_true):
-        labels = np.asarray(y_true).reshape(-1).astype(np.intp, copy=False)
-        rows = np.arange(len(labels))
+        xp = self.xp
+        labels = xp.asarray(y_true).reshape(-1).astype(np.intp, copy=False)
+        rows = xp.arange(len(labels))
         if self.from_logits:
             log_p = self.ops.log_softmax(y_pred, self.xp.empty_like(y_pred))
-            self.probabilities = np.exp(log_p)
+            self.probabilities = xp.exp(log_p)
             grad = self.probabilities.copy()
             grad[rows, labels] -= 1
             return -log_p[rows, labels], grad
-        p = np.clip(y_pred, EPSILON, 1 - EPSILON)
-        grad = np.zeros_like(y_pred)
+        p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+        grad = xp.zeros_like(y_pred)
         grad[rows, labels] = -1.0 / p[rows, labels]
-        return -np.log(p[rows, labels]), grad
+        return -xp.log(p[rows, labels]), grad
 
 
 REGISTRY = {

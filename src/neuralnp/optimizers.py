@@ -39,9 +39,11 @@ def _check_range(name, value, low, high, low_open=False, high_open=True):
 
 
 class Optimizer(Configurable):
-    """Base class: subclasses name their state arrays in ``slots`` and write ``_update``."""
+    """Base class: subclasses name their state arrays in ``slots``, the numbers each step
+    computes in ``numbers`` (by ``_numbers``), and write ``_update``."""
 
     slots = ()
+    numbers = ("_lr",)
 
     def __init__(self, learning_rate=0.001, weight_decay=0.0, clipnorm=None, clipvalue=None):
         if isinstance(learning_rate, dict):
@@ -64,6 +66,7 @@ class Optimizer(Configurable):
         the updates run on ``ops`` (``get_ops()`` when None)."""
         self.ops = ops if ops is not None else get_ops()
         self.xp = xp = self.ops.xp
+        self._on_host = self.ops.reads_are_free
         self.buffer = buffer
         for name in self.slots:
             arr = self.state.get(name)
@@ -71,48 +74,111 @@ class Optimizer(Configurable):
                 self.state[name] = xp.full_like(buffer.values, self._initial_state(name))
         self._tmp = xp.empty_like(buffer.values)
         # The weights before each step, put back when the step makes any of them NaN or inf,
-        # and the finite check of the new ones (see Ops.sgd).
+        # and the finite check of the new ones (see Ops.sgd and Ops.keep_finite).
         self._previous = xp.empty_like(buffer.values)
         self._check = xp.empty(1, buffer.dtype)
-        # The learning rate of the step as a 1-element array, as the ops take it: written by
-        # step() here; a device step may compute it in place instead.
-        self._lr = xp.empty(1, buffer.dtype)
+        # Each number a step computes from the step count and the learning rate is a
+        # 1-element array of the model's dtype (the names _numbers returns), as the ops take
+        # them: the host writes them before each update, a device computes them in place.
+        for name in self.numbers:
+            setattr(self, name, xp.empty(1, buffer.dtype))
         self._lr_limit = float(np.finfo(buffer.dtype).max)
         if not callable(self.learning_rate) and not self.learning_rate <= self._lr_limit:
             raise ValueError(f"learning_rate {self.learning_rate:g} is infinite in the model's "
                              f"{buffer.dtype.name} (largest {self._lr_limit:.3g}), so every "
                              "update would be too; pass a learning rate such as 1e-3")
+        # The gate and the refused-weight count of a step() called directly; fit passes its own.
+        self._gate, self._bad = xp.ones(1), xp.zeros(1)
+        if not self._on_host:
+            # A device counts its own updates (float64, as t in the formulas) and takes each
+            # step's learning rate from a table that plan() writes: nothing per step from the host.
+            self._t, self._t0, self._rate_now = xp.zeros(1), xp.zeros(1), xp.zeros(1)
+            self._index = xp.zeros(1, dtype=np.intp)
+            self.plan(1)
 
     def _initial_state(self, name):
         return 0.0
 
     def current_learning_rate(self):
         """The learning rate the next step uses (a schedule is called with the step number)."""
+        return self._rate_at(self.iterations)
+
+    def _rate_at(self, step):
         lr = self.learning_rate
-        return float(lr(self.iterations)) if callable(lr) else lr
+        return float(lr(step)) if callable(lr) else lr
+
+    def _checked_rate(self, step):
+        """The learning rate of update ``step`` (from 0), refused unless finite in the model's
+        dtype (a NaN fails too)."""
+        lr = self._rate_at(step)
+        if not -self._lr_limit <= lr <= self._lr_limit:
+            raise ValueError(f"the learning-rate schedule gave {lr!r} for step {step}, which is "
+                             f"not a finite {self.buffer.dtype.name} number (|lr| <= "
+                             f"{self._lr_limit:.3g}); make it return rates such as 1e-3")
+        return lr
+
+    def _numbers(self, t, rate):
+        """This step's :attr:`numbers` by name, from its step count ``t`` (from 1) and learning
+        rate: Python floats on the host, 1-element float64 arrays on a device, by the same
+        formulas, so that both round them once, to the model's dtype, from the same values."""
+        return {"_lr": rate}
+
+    def _sqrt(self, x):
+        return math.sqrt(x) if isinstance(x, float) else self.xp.sqrt(x)
+
+    def _on_first_step(self, target, value):
+        """``target ← value`` when this is the optimizer's first update."""
+        if self._on_host:
+            if self.iterations == 0:
+                target[...] = value
+        else:
+            self.xp.copyto(target, value, where=self._t == 0)
+
+    def plan(self, steps):
+        """Before ``steps`` updates on a device: their learning rates (the schedule's, checked
+        now) written in one copy, and the device's step count set to ``iterations``. On the
+        host each step computes its own, so this does nothing there."""
+        if self._on_host:
+            return
+        rates = [self._checked_rate(self.iterations + k)
+                 for k in range(steps if callable(self.learning_rate) else 1)]
+        self._table = self.ops.to_device(np.array(rates, dtype=np.float64))
+        self.xp.copyto(self._t, self.ops.to_device(np.array([self.iterations], np.float64)))
+        self.xp.copyto(self._t0, self._t)
 
     def step(self):
-        """One update of every parameter from its gradient."""
+        """One update of every parameter from its gradient. An update that would make any
+        weight NaN or infinite is undone and raises :class:`TrainingDivergedError`."""
         if self.buffer is None:
             raise RuntimeError("the optimizer is not bound to a model; call model.compile() first")
-        lr = self.current_learning_rate()
-        if not -self._lr_limit <= lr <= self._lr_limit:  # NaN fails too
-            raise ValueError(f"the learning-rate schedule gave {lr!r} for step {self.iterations}, "
-                             f"which is not a finite {self.buffer.dtype.name} number (|lr| <= "
-                             f"{self._lr_limit:.3g}); make it return rates such as 1e-3")
-        self.iterations += 1
-        # The rate as a number too: updates that derive a rate from it (Adam's step size, a
-        # decay) compute in float64 first and round once, as torch does.
-        self._rate = lr
-        self._lr[0] = lr
+        self.plan(1)
+        self._gate.fill(1.0)
+        self.apply(self._gate, self._bad)
+        if not self._gate[0]:
+            raise TrainingDivergedError(f"the update made {int(self._bad[0])} of "
+                                        f"{self.buffer.size} weights NaN or infinite")
+
+    def apply(self, gate, bad):
+        """The update as a training step makes it, reading nothing back on a device: skipped
+        while ``gate[0]`` is 0 (a non-finite loss closed it); an update that would make any
+        weight NaN or infinite closes the gate, puts the weights back (the optimizer's state
+        keeps its contribution) and writes how many into ``bad[0]``. ``iterations`` counts the
+        updates made (on a device, the loop adds them up per epoch)."""
+        self.ops.gated(gate, lambda: self._step(gate, bad), self.buffer.values,
+                       *self.state.values())
+        if self._on_host:
+            if gate[0]:
+                self.iterations += 1
+        else:
+            self._t += gate
+
+    def _step(self, gate, bad):
         xp, params, grads = self.xp, self.buffer.values, self.buffer.grads
+        self._write_numbers()
         if self.clipvalue is not None:
             xp.clip(grads, -self.clipvalue, self.clipvalue, out=grads)
         if self.clipnorm is not None:
-            norm = math.sqrt(float(self.ops.sum_squares(grads, self._check)[0]))
-            coef = self.clipnorm / (norm + 1e-6)
-            if coef < 1.0:
-                grads *= coef
+            self._clip_norm(grads)
         if self.weight_decay and not self.decoupled_weight_decay:
             xp.multiply(params, self.weight_decay, out=self._tmp)
             grads += self._tmp
@@ -121,16 +187,36 @@ class Optimizer(Configurable):
         self._update(params, grads, self._lr)
         if not self._guarded_update:
             self.ops.sum_squares(params, self._check)
-        # The check is not finite for weights near 1e19 too (Ops.sum_squares): confirm it.
-        if not math.isfinite(self._check[0]) and not xp.isfinite(params).all():
-            bad = int(params.size - xp.count_nonzero(xp.isfinite(params)))
-            xp.copyto(params, self._previous)
-            raise TrainingDivergedError(
-                f"the update made {bad} of {params.size} weights NaN or infinite")
+        self.ops.keep_finite(params, self._previous, self._check, gate, bad)
+
+    def _write_numbers(self):
+        """Fill this step's 1-element arrays (see _numbers)."""
+        if self._on_host:
+            for name, value in self._numbers(self.iterations + 1,
+                                             self._checked_rate(self.iterations)).items():
+                getattr(self, name)[0] = value
+            return
+        xp = self.xp
+        xp.subtract(self._t, self._t0, out=self._index, casting="unsafe")
+        xp.take(self._table, self._index, out=self._rate_now, mode="clip")
+        for name, value in self._numbers(self._t + 1.0, self._rate_now).items():
+            xp.copyto(getattr(self, name), value, casting="same_kind")
+
+    def _clip_norm(self, grads):
+        """``g ← g · min(1, c / (‖g‖ + 1e-6))``, the norm in float64 as torch computes it."""
+        norm_sq = self.ops.sum_squares(grads, self._check)
+        if self._on_host:
+            coef = self.clipnorm / (math.sqrt(float(norm_sq[0])) + 1e-6)
+            if coef < 1.0:
+                grads *= coef
+            return
+        xp = self.xp
+        coef = xp.minimum(self.clipnorm / (xp.sqrt(norm_sq.astype(np.float64)) + 1e-6), 1.0)
+        grads *= coef.astype(grads.dtype)
 
     decoupled_weight_decay = False
     # True when _update saves the weights in self._previous and writes the finite check into
-    # self._check in the same pass as the update (Ops.adam, Ops.sgd); otherwise step() does
+    # self._check in the same pass as the update (Ops.adam, Ops.sgd); otherwise _step does
     # both around it, two more passes over the buffer.
     _guarded_update = False
 
@@ -205,12 +291,10 @@ class SGD(Optimizer):
         if not self.momentum:
             return self.ops.sgd(params, grads, lr, self._tmp, self._previous, self._check)
         xp, buf = self.xp, self.state["momentum"]
-        if self.iterations == 1:
-            buf[...] = grads
-        else:
-            buf *= self.momentum
-            xp.multiply(grads, 1.0 - self.dampening, out=self._tmp)
-            buf += self._tmp
+        buf *= self.momentum
+        xp.multiply(grads, 1.0 - self.dampening, out=self._tmp)
+        buf += self._tmp
+        self._on_first_step(buf, grads)  # torch starts the buffer at g itself
         if self.nesterov:
             xp.multiply(buf, self.momentum, out=self._tmp)
             self._tmp += grads
@@ -306,9 +390,10 @@ class Adagrad(Optimizer):
         xp.sqrt(acc, out=direction)
         direction += self.epsilon
         xp.divide(grads, direction, out=direction)
-        if self.lr_decay:  # η_t in place of η: step() writes η again before the next update
-            lr[0] = self._rate / (1.0 + (self.iterations - 1) * self.lr_decay)
         self.ops.sgd(params, direction, lr, tmp)
+
+    def _numbers(self, t, rate):
+        return {"_lr": rate / (1.0 + (t - 1) * self.lr_decay) if self.lr_decay else rate}
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
@@ -334,20 +419,14 @@ class Adam(Optimizer):
         # Nadam writes its own update, and AdamW's decay changes the weights before Ops.adam
         self._guarded_update = type(self) is Adam
 
-    def build(self, buffer, ops=None):
-        super().build(buffer, ops)
-        # The bias corrections η/(1-β₁ᵗ) and √(1-β₂ᵗ) as the ops take them: 1-element arrays.
-        self._step_size = self.xp.empty(1, buffer.dtype)
-        self._bc2_sqrt = self.xp.empty(1, buffer.dtype)
+    # The bias corrections η/(1-β₁ᵗ) and √(1-β₂ᵗ), as the ops take them
+    numbers = ("_lr", "_step_size", "_bc2_sqrt")
 
-    def _bias_corrections(self):
-        """Write this step's ``η/(1-β₁ᵗ)`` and ``√(1-β₂ᵗ)``."""
-        t = self.iterations
-        self._step_size[0] = self._rate / (1.0 - self.beta_1 ** t)
-        self._bc2_sqrt[0] = math.sqrt(1.0 - self.beta_2 ** t)
+    def _numbers(self, t, rate):
+        return {"_lr": rate, "_step_size": rate / (1.0 - self.beta_1 ** t),
+                "_bc2_sqrt": self._sqrt(1.0 - self.beta_2 ** t)}
 
     def _update(self, params, grads, lr):
-        self._bias_corrections()
         guarded = self._guarded_update
         # One fused pass over the flat buffer on NumbaOps.
         self.ops.adam(params, grads, self.state["m"], self.state["v"], self.state.get("v_max"),
@@ -369,9 +448,14 @@ class AdamW(Adam):
     def __init__(self, learning_rate=0.001, weight_decay=0.01, **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
 
+    numbers = Adam.numbers + ("_decay",)
+
+    def _numbers(self, t, rate):
+        return {**super()._numbers(t, rate), "_decay": 1.0 - rate * self.weight_decay}
+
     def _update(self, params, grads, lr):
         if self.weight_decay:
-            params *= 1.0 - self._rate * self.weight_decay
+            params *= self._decay
         super()._update(params, grads, lr)
 
     def get_config(self):
@@ -390,18 +474,40 @@ class Nadam(Adam):
                  momentum_decay=0.004, **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, **kwargs)
         self.momentum_decay = _check_range("momentum_decay", momentum_decay, 0, math.inf)
-        self._mu_product = 1.0
+        self._mu_product, self._prod = 1.0, None
+
+    numbers = ("_lr", "_bc2", "_c1", "_c2")
 
     def build(self, buffer, ops=None):
+        # Π_t is a float on the host; a device keeps its own, as a 1-element float64 array
+        self._prod = None if ops is None or ops.reads_are_free else \
+            ops.xp.full(1, self._mu_product)
         super().build(buffer, ops)
         self._denom = self.xp.empty_like(buffer.values)
 
     def _mu(self, t):
         return self.beta_1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
 
+    def _numbers(self, t, rate):
+        mu, mu_next = self._mu(t), self._mu(t + 1)
+        product = (self._mu_product if self._on_host else self._prod) * mu  # Π_t
+        self._next_product = product
+        return {"_lr": rate, "_bc2": 1.0 - self.beta_2 ** t,
+                "_c1": rate * (1.0 - mu) / (1.0 - product),
+                "_c2": rate * mu_next / (1.0 - product * mu_next)}
+
+    def apply(self, gate, bad):
+        super().apply(gate, bad)
+        if self._on_host:
+            if gate[0]:
+                self._mu_product = self._next_product
+        else:
+            self.xp.copyto(self._prod, self._next_product, where=gate != 0)
+
     def state_dict(self):
         """Adam's state plus ``mu_product`` (Π_t), so that loading takes constant time."""
-        return {**super().state_dict(), "mu_product": self._mu_product}
+        product = self._mu_product if self._prod is None else float(self._prod[0])
+        return {**super().state_dict(), "mu_product": product}
 
     def load_state_dict(self, state):
         state = dict(state)
@@ -413,6 +519,8 @@ class Nadam(Adam):
                 or not 0.0 <= mu_product <= 1.0):
             raise ValueError(f"Nadam's mu_product must be a number in [0, 1], got {mu_product!r}")
         self._mu_product = float(mu_product)
+        if getattr(self, "_prod", None) is not None:
+            self._prod.fill(self._mu_product)
 
     def _rebuild_mu_product(self, steps, limit=10 ** 6):
         """Π_t with the multiplications the steps made, bit for bit. μ_k < 1 never decreases
@@ -429,20 +537,17 @@ class Nadam(Adam):
         return product * self.beta_1 ** max(0, steps - limit)
 
     def _update(self, params, grads, lr):
-        xp, t, tmp, lr = self.xp, self.iterations, self._tmp, self._rate
-        mu, mu_next = self._mu(t), self._mu(t + 1)
-        self._mu_product *= mu
+        xp, tmp, denom = self.xp, self._tmp, self._denom
         v = self.ops.adam_moments(grads, self.state["m"], self.state["v"],
                                   self.state.get("v_max"), self.beta_1, self.beta_2, tmp)
-        denom = self._denom
-        xp.divide(v, 1.0 - self.beta_2 ** t, out=denom)
+        xp.divide(v, self._bc2, out=denom)
         xp.sqrt(denom, out=denom)
         denom += self.epsilon
         xp.divide(grads, denom, out=tmp)
-        tmp *= lr * (1.0 - mu) / (1.0 - self._mu_product)
+        tmp *= self._c1
         params -= tmp
         xp.divide(self.state["m"], denom, out=tmp)
-        tmp *= lr * mu_next / (1.0 - self._mu_product * mu_next)
+        tmp *= self._c2
         params -= tmp
 
     def get_config(self):

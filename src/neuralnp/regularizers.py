@@ -29,6 +29,12 @@ class Regularizer(Configurable):
         """``grad += ∂penalty/∂w``, in place."""
         raise NotImplementedError
 
+    def penalty_into(self, w, out):
+        """``out[0] ←`` the penalty for ``w``, in float64: written, not read back, where the
+        subclass computes it with array operations (this default computes it on the host)."""
+        out[...] = self(w)
+        return out
+
 
 class L1L2(Regularizer):
     """``l1·Σ|w| + l2·Σw²``."""
@@ -44,6 +50,15 @@ class L1L2(Regularizer):
         if self.l2:
             penalty += self.l2 * float(np.vdot(w, w))
         return penalty
+
+    def penalty_into(self, w, out):
+        # __call__'s sums in the same order, each rounded to float64 as float() does there
+        out.fill(0.0)
+        if self.l1:
+            out += self.l1 * np.sum(np.abs(w)).astype(np.float64)
+        if self.l2:
+            out += self.l2 * np.vdot(w, w).astype(np.float64)
+        return out
 
     def add_gradient(self, w, grad):
         if self.l1:

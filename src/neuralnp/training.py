@@ -1,10 +1,16 @@
 """The training loop, in reading order: ``prepare`` (what compile decides), then ``fit`` →
 ``_fit`` → ``_prepare`` (the data) → ``_run_epoch`` → ``train_step``.
 
-One step is forward, loss, backward, update. A strategy decides which rows of each batch this
-process runs and combines what the processes computed; :class:`LocalStrategy` is one process on
-its own, where every hook does nothing, and :class:`~neuralnp.distributed.MPIStrategy` fills the
-same hooks with MPI collectives.
+One step is forward, loss, backward, update. It reads nothing back from the arrays: it writes
+its loss into the epoch's :class:`EpochRecord`, and a gate there closes when a loss or an
+update is not finite, after which the updates are skipped. The loop reads the record: after
+each step on the CPU, where reading costs nothing, and once per epoch on a device (a GPU can
+then replay the step without waiting for the host), or per step when a callback asks for each
+batch's loss.
+
+A strategy decides which rows of each batch this process runs and combines what the processes
+computed; :class:`LocalStrategy` is one process on its own, where every hook does nothing, and
+:class:`~neuralnp.distributed.MPIStrategy` fills the same hooks with MPI collectives.
 """
 
 import math
@@ -32,15 +38,15 @@ class LocalStrategy:
         return start, stop
 
     def start_loss_mean(self, loss, rows, count):
-        """Begin combining this process's batch loss (a mean over ``rows`` of ``count``)."""
-        self._loss = loss
+        """Begin combining this process's batch loss ``loss[0]`` (a mean over ``rows`` of
+        ``count``)."""
 
     def reduce_gradients(self, grads):
         """Sum the flat gradient buffer over the processes (one process: it already is)."""
 
-    def loss_mean(self):
-        """The global batch's mean loss, the same in every process."""
-        return self._loss
+    def loss_mean(self, loss):
+        """``loss[0] ←`` the global batch's mean loss, the same in every process (one process:
+        it already is)."""
 
     def merge_metrics(self, metrics):
         """Combine the processes' metric states before they are read."""
@@ -73,6 +79,7 @@ def prepare(model):
             last.emit_logits = True
     model._train_loss.build(model.ops)
     model._regularized = [pair for layer in model.layers for pair in layer.regularized()]
+    model._penalties = model.ops.xp.zeros(2)  # the total and one term of _add_penalty
     # Metrics read probabilities; a cross-entropy from logits has computed them already.
     model._metrics_from_loss = model._output_fn is not None or (
         isinstance(model.loss, CROSSENTROPIES) and model.loss.from_logits)
@@ -112,14 +119,16 @@ def _fit(model, x, y, strategy, *, epochs=1, batch_size=32, verbose=1, callbacks
     model.history = history
     model.stop_training = False
     n = len(arrays[0])
-    cbs.set_params({"epochs": epochs, "steps": math.ceil(n / batch_size), "samples": n,
+    steps = math.ceil(n / batch_size)
+    cbs.set_params({"epochs": epochs, "steps": steps, "samples": n,
                     "batch_size": batch_size, "do_validation": validation is not None})
     logs = {}
     cbs.on_train_begin(logs)
     batches = _Batches(arrays, batch_size, model.rng if shuffle else None, model.ops)
+    record = EpochRecord(model.ops, steps)
     for epoch in range(initial_epoch, epochs):
         cbs.on_epoch_begin(epoch, {})
-        epoch_logs = _run_epoch(model, batches, strategy, cbs)
+        epoch_logs = _run_epoch(model, batches, record, strategy, cbs)
         if epoch_logs is None:  # diverged, and a callback chose to stop rather than raise
             break
         logs = epoch_logs
@@ -169,18 +178,24 @@ class _Batches:
     epoch-sized copy of the data is ever made."""
 
     def __init__(self, arrays, batch_size, rng, ops):
-        self.arrays, self.batch_size, self.rng = arrays, batch_size, rng
+        # On a device the data moves there once (on the host this copies nothing)
+        self.arrays = [None if a is None else ops.to_device(a) for a in arrays]
+        self.batch_size, self.rng, self.ops = batch_size, rng, ops
         self.take_rows = ops.take_rows
         self.n = n = len(arrays[0])
         size = min(batch_size, n)
-        self.buffers = [None if a is None else np.empty((size,) + a.shape[1:], a.dtype)
+        self.buffers = [None if a is None else ops.xp.empty((size,) + a.shape[1:], a.dtype)
                         for a in arrays]
+
+    def counts(self):
+        """The number of rows of each batch of an epoch."""
+        return [min(self.batch_size, self.n - start) for start in range(0, self.n, self.batch_size)]
 
     def epoch(self, strategy):
         """``(batch index, global rows, x, y, w)`` of this process's rows, for one epoch
         (``w`` None without weights)."""
         (x, y, w), (xbuf, ybuf, wbuf), take = self.arrays, self.buffers, self.take_rows
-        order = None if self.rng is None else self.rng.permutation(self.n)
+        order = None if self.rng is None else self.ops.to_device(self.rng.permutation(self.n))
         for batch, start in enumerate(range(0, self.n, self.batch_size)):
             stop = min(start + self.batch_size, self.n)
             lo, hi = strategy.begin_step(start, stop)
@@ -192,33 +207,88 @@ class _Batches:
                    None if w is None else take(w, rows, wbuf[:k]))
 
 
-def _run_epoch(model, batches, strategy, cbs):
+class EpochRecord:
+    """What the steps of an epoch write for the loop to read, in one float64 array so that a
+    device hands it back in one copy: ``gate`` (1 while every step so far was finite), ``bad``
+    (how many weights a refused update made NaN or infinite), ``updates`` (the updates made,
+    counted on a device) and each batch's loss in ``losses``."""
+
+    def __init__(self, ops, steps):
+        self.ops = ops
+        self.values = ops.xp.zeros(3 + steps)
+        self.gate, self.bad, self.updates = (self.values[i:i + 1] for i in range(3))
+        self.losses = self.values[3:]
+        self.slots = [self.losses[i:i + 1] for i in range(steps)]  # each step's, made once
+
+    def begin(self):
+        self.gate.fill(1.0)
+        self.bad.fill(0.0)
+        self.updates.fill(0.0)
+
+    def count_update(self):
+        """On a device: ``updates += gate`` after a step (the host counts its own)."""
+        self.ops.xp.add(self.updates, self.gate, out=self.updates)
+
+    def problem(self, values, step):
+        """Why the gate closed at batch ``step``, from the host copy ``values``."""
+        loss = float(values[3 + step])
+        if not math.isfinite(loss):
+            return f"the loss became {loss}"
+        return f"the update made {int(values[1])} of {self.size} weights NaN or infinite"
+
+
+def _run_epoch(model, batches, record, strategy, cbs):
     """One pass over the batches; the epoch's logs, or None when training diverged and a
     callback (TerminateOnNaN) stopped it."""
     for m in model._metrics:
         m.reset()
-    total = 0.0
+    optimizer, host = model.optimizer, model.ops.reads_are_free
+    record.begin()
+    record.size = model.buffer.size
+    optimizer.plan(len(record.slots))
     begin_hooks = cbs.overrides("on_batch_begin")  # most fits have none: skip the call
+    end_hooks = cbs.overrides("on_batch_end")
     for batch, count, xb, yb, wb in batches.epoch(strategy):
         if begin_hooks:
             cbs.on_batch_begin(batch, {"size": count})
-        try:
-            loss = train_step(model, xb, yb, wb, count, strategy)
-        except TrainingDivergedError as exc:  # the optimizer put the weights back
-            return _diverged(model, str(exc), cbs, model.optimizer.iterations)
-        if not math.isfinite(loss):
-            return _diverged(model, f"the loss became {loss}", cbs,
-                             model.optimizer.iterations + 1)
+        train_step(model, xb, yb, wb, count, strategy, record.slots[batch], record.gate,
+                   record.bad)
+        if not host:
+            record.count_update()
+        if host or end_hooks:  # a read: free on the host, asked for by a per-batch callback
+            if not record.gate[0]:
+                return _stop(model, record, batch, cbs)
+            if end_hooks:
+                cbs.on_batch_end(batch, {"loss": float(record.losses[batch])})
+    values = model.ops.to_host(record.values)  # on a device, the epoch's one read
+    if not values[0]:
+        return _stop(model, record, int(values[2]), cbs, values)
+    if not host:
+        optimizer.iterations += int(values[2])
+    total = 0.0
+    for loss, count in zip(values[3:].tolist(), batches.counts()):
         total += loss * count
-        cbs.on_batch_end(batch, {"loss": loss})
     strategy.merge_metrics(model._metrics)
     return {"loss": total / batches.n, **{m.name: m.result() for m in model._metrics}}
 
 
-def train_step(model, xb, yb, wb, count, strategy):
-    """Forward, loss, backward, update on this process's rows of a ``count``-row batch; returns
-    the batch's mean loss. A non-finite loss returns before the update, so the weights stay the
-    last finite ones.
+def _stop(model, record, batch, cbs, values=None):
+    """The gate closed at ``batch``: the updates before it were made (the host counted them;
+    a device's are added here), the rest skipped."""
+    if values is None:
+        values = model.ops.to_host(record.values)
+    if not model.ops.reads_are_free:
+        model.optimizer.iterations += int(values[2])
+    return _diverged(model, record.problem(values, batch), cbs,
+                     model.optimizer.iterations + 1)
+
+
+def train_step(model, xb, yb, wb, count, strategy, loss, gate, bad):
+    """Forward, loss, backward, update on this process's rows of a ``count``-row batch. It
+    writes the batch's mean loss into ``loss`` (a 1-element array) and reads nothing back: a
+    non-finite loss closes ``gate`` and the update is skipped; an update that would make a
+    weight NaN or infinite is undone and closes it too, ``bad[0]`` saying how many. Either way
+    the weights stay the last finite ones, and a closed gate skips every later update.
 
     The loss is a mean over this process's rows, so with a strategy that splits the batch its
     gradient is scaled by rows / count: every layer then sees its part of the global batch's
@@ -229,29 +299,40 @@ def train_step(model, xb, yb, wb, count, strategy):
     rows = len(xb)
     loss_fn = model._train_loss
     out = model._forward(xb, training=True)
-    strategy.start_loss_mean(loss_fn.forward(out, yb, wb) if rows else 0.0, rows, count)
+    if rows:
+        loss_fn.forward(out, yb, wb, out=loss)
+    else:
+        loss.fill(0.0)
+    strategy.start_loss_mean(loss, rows, count)
     if rows:
         grad = loss_fn.backward()
         if rows != count:
             grad *= rows / count
     else:
-        grad = np.zeros_like(out)
+        grad = model.ops.xp.zeros_like(out)
     for layer in reversed(model._run_layers):
         grad = layer.backward(grad)
     strategy.reduce_gradients(model.buffer.grads)
-    loss = strategy.loss_mean()
+    strategy.loss_mean(loss)
     if model._regularized:
-        loss += model._penalty()  # the same weights in every process: added once, after the sum
-    if not math.isfinite(loss):
-        return loss
+        _add_penalty(model, loss)  # the same weights in every process: added once, after the sum
+    model.ops.finite_gate(gate, loss)
     for param, regularizer in model._regularized:
         regularizer.add_gradient(param.value, param.grad)
-    model.optimizer.step()
+    model.optimizer.apply(gate, bad)
     if rows:
         probs = loss_fn.probabilities if model._metrics_from_loss else out
         for m in model._metrics:
             m.update(yb, probs, wb)
-    return loss
+
+
+def _add_penalty(model, loss):
+    """``loss[0] +=`` the regularizers' penalty, summed where the weights are."""
+    total, term = model._penalties[0:1], model._penalties[1:2]
+    total.fill(0.0)
+    for param, regularizer in model._regularized:
+        total += regularizer.penalty_into(param.value, term)
+    loss += total
 
 
 def evaluate(model, x, y, batch_size, w=None, strategy=None):

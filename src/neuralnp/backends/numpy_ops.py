@@ -1,5 +1,7 @@
 """NumpyOps: the reference operations, with the CPU tricks NumPy rewards."""
 
+import math
+
 import numpy as np
 
 from .ops import Ops
@@ -34,6 +36,28 @@ class NumpyOps(Ops):
         if bias_grad is not None:
             np.add.reduce(dz, axis=0, out=bias_grad)
         return dz
+
+    # The gate and the loss are host memory here: reading them is the fast way.
+
+    def finite_gate(self, gate, value):
+        if not math.isfinite(value[0]):
+            gate[0] = 0.0
+        return gate
+
+    def gated(self, gate, update, *arrays):
+        if gate[0]:  # skipped rather than undone
+            update()
+        return gate
+
+    def keep_finite(self, p, previous, check, gate, bad):
+        # The finite hint is also NaN or inf for weights near 1e19 (float32): confirm it.
+        if not gate[0] or math.isfinite(check[0]) or np.isfinite(p).all():
+            return gate
+        bad[0] = p.size - np.count_nonzero(np.isfinite(p))
+        if previous is not None:
+            np.copyto(p, previous)
+        gate[0] = 0.0
+        return gate
 
     def take_rows(self, x, rows, out):
         # mode="clip": the default mode="raise" gathers into a temporary and copies it to `out`

@@ -27,6 +27,10 @@ class Ops:
 
     def __init__(self, xp=None):
         self.xp = numpy if xp is None else xp
+        # Whether this object's arrays are host memory, where reading a number back costs
+        # nothing: the training loop then checks each step as it ends. On a device the loop
+        # reads the step's numbers once per epoch, and the operations below never read them.
+        self.reads_are_free = self.xp is numpy
         self._scratch_arrays = {}
 
     def __repr__(self):
@@ -232,6 +236,59 @@ class Ops:
         if check is not None:
             self.sum_squares(p, check)
         return p
+
+    # -- the step's own bookkeeping, written on the device ---------------------------------------
+    #
+    # A gate is a 1-element float array: nonzero while every step so far was finite. These three
+    # operations are all a training step does with it, so that the step runs from start to end
+    # without the host reading anything (on a GPU, the condition for replaying it as a graph).
+
+    def finite_gate(self, gate, value):
+        """``gate[0] ← 0`` when ``value[0]`` (a loss) is NaN or infinite; otherwise unchanged."""
+        xp = self.xp
+        return xp.logical_and(gate, xp.isfinite(value), out=gate)
+
+    def gated(self, gate, update, *arrays):
+        """Call ``update()``, which changes ``arrays`` in place, with the effect it has only
+        if ``gate[0]`` is nonzero now, without reading the gate on the host: the arrays are
+        copied first and put back if the gate was closed (NumpyOps reads it and skips the
+        call). An update that closes the gate itself undoes what it must (:meth:`keep_finite`)."""
+        xp = self.xp
+        closed = self._scratch("closed", (1,), bool)
+        xp.equal(gate, 0, out=closed)
+        saved = [self._scratch(("gated", i), a.shape, a.dtype) for i, a in enumerate(arrays)]
+        for keep, a in zip(saved, arrays):
+            xp.copyto(keep, a)
+        update()
+        for a, keep in zip(arrays, saved):
+            xp.copyto(a, keep, where=closed.reshape((1,) * a.ndim))
+        return gate
+
+    def keep_finite(self, p, previous, check, gate, bad):
+        """After an update of ``p`` made with the gate open (a closed one means it was not
+        made): when any new weight is NaN or infinite, ``gate[0] ← 0``, ``bad[0] ←`` how many
+        are, and ``p ← previous`` (when given). ``check`` is the update's
+        cheap hint (:meth:`sum_squares` of the new ``p``), which a host may trust when finite;
+        this reference counts the weights themselves."""
+        xp = self.xp
+        not_finite = self._scratch("not_finite", p.shape, bool)
+        xp.isfinite(p, out=not_finite)
+        xp.logical_not(not_finite, out=not_finite)
+        count = xp.sum(not_finite, dtype=bad.dtype)
+        refused = xp.logical_and(count > 0, gate != 0)  # a closed gate's update is undone anyway
+        xp.copyto(bad, count, where=refused)
+        xp.logical_and(gate, xp.logical_not(refused), out=gate)
+        if previous is not None:
+            xp.copyto(p, previous, where=refused)
+        return gate
+
+    def to_device(self, a):
+        """``a`` (a host array) as an array of this object's module: the upload, once per fit."""
+        return self.xp.asarray(a)
+
+    def to_host(self, a):
+        """A NumPy copy of ``a``: the one read back a device makes per epoch."""
+        return a.copy() if self.xp is numpy else a.get()
 
     # -- batches --------------------------------------------------------------------------------
 
