@@ -209,3 +209,27 @@ def test_early_stopping_and_a_learning_rate_callback_act_the_same_on_the_device(
                      nn.callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5)]
         runs.append(_fit(ops, nn.Adam(0.05), validation_split=0.3, callbacks=callbacks))
     _assert_same_training(*runs)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_each_optimizer_computes_every_number_it_names(name):
+    for ops in (DeviceOps(), Ops()):
+        optimizer = _model(ops, OPTIMIZERS[name]()).optimizer
+        t = 1 if ops.reads_are_free else ops.xp.ones(1)
+        rate = 0.5 if ops.reads_are_free else ops.xp.full(1, 0.5)
+        assert len(optimizer._numbers(t, rate)) == len(optimizer.numbers) >= 1
+
+
+def test_a_direct_step_on_the_device_counts_and_refuses_as_on_the_host():
+    models = [_model(ops, nn.Adam(3e38)) for ops in (DeviceOps(), Ops())]
+    for model in models:
+        model.buffer.grads[...] = model.ops.to_device(np.linspace(-1, 1, model.buffer.size,
+                                                                  dtype=np.float32))
+        before = model.ops.to_host(model.buffer.values)
+        with pytest.raises(nn.TrainingDivergedError, match="weights NaN or infinite"):
+            model.optimizer.step()
+        assert np.array_equal(model.ops.to_host(model.buffer.values), before)
+        model.optimizer.learning_rate = 0.01
+        model.optimizer.step()
+        assert model.optimizer.iterations == 1
+    assert np.array_equal(models[0].ops.to_host(models[0].buffer.values), models[1].buffer.values)

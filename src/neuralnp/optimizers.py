@@ -67,6 +67,7 @@ class Optimizer(Configurable):
         self.ops = ops if ops is not None else get_ops()
         self.xp = xp = self.ops.xp
         self._on_host = self.ops.reads_are_free
+        self._sqrt = math.sqrt if self._on_host else xp.sqrt  # for _numbers
         self.buffer = buffer
         for name in self.slots:
             arr = self.state.get(name)
@@ -78,10 +79,12 @@ class Optimizer(Configurable):
         self._previous = xp.empty_like(buffer.values)
         self._check = xp.empty(1, buffer.dtype)
         # Each number a step computes from the step count and the learning rate is a
-        # 1-element array of the model's dtype (the names _numbers returns), as the ops take
-        # them: the host writes them before each update, a device computes them in place.
+        # 1-element array of the model's dtype, named in `numbers` in the order _numbers
+        # returns them, as the ops take them: the host writes them before each update, a
+        # device computes them in place.
         for name in self.numbers:
             setattr(self, name, xp.empty(1, buffer.dtype))
+        self._number_arrays = [getattr(self, name) for name in self.numbers]
         self._lr_limit = float(np.finfo(buffer.dtype).max)
         if not callable(self.learning_rate) and not self.learning_rate <= self._lr_limit:
             raise ValueError(f"learning_rate {self.learning_rate:g} is infinite in the model's "
@@ -118,13 +121,11 @@ class Optimizer(Configurable):
         return lr
 
     def _numbers(self, t, rate):
-        """This step's :attr:`numbers` by name, from its step count ``t`` (from 1) and learning
-        rate: Python floats on the host, 1-element float64 arrays on a device, by the same
-        formulas, so that both round them once, to the model's dtype, from the same values."""
-        return {"_lr": rate}
-
-    def _sqrt(self, x):
-        return math.sqrt(x) if isinstance(x, float) else self.xp.sqrt(x)
+        """This step's :attr:`numbers`, in their order, from its step count ``t`` (from 1) and
+        learning rate: Python floats on the host, 1-element float64 arrays on a device, by the
+        same formulas, so that both round them once, to the model's dtype, from the same
+        values."""
+        return (rate,)
 
     def _on_first_step(self, target, value):
         """``target ← value`` when this is the optimizer's first update."""
@@ -157,6 +158,8 @@ class Optimizer(Configurable):
         if not self._gate[0]:
             raise TrainingDivergedError(f"the update made {int(self._bad[0])} of "
                                         f"{self.buffer.size} weights NaN or infinite")
+        if not self._on_host:
+            self.iterations += 1
 
     def apply(self, gate, bad):
         """The update as a training step makes it, reading nothing back on a device: skipped
@@ -164,13 +167,15 @@ class Optimizer(Configurable):
         weight NaN or infinite closes the gate, puts the weights back (the optimizer's state
         keeps its contribution) and writes how many into ``bad[0]``. ``iterations`` counts the
         updates made (on a device, the loop adds them up per epoch)."""
+        if self._on_host:  # the gate is host memory: read it
+            if gate[0]:
+                self._step(gate, bad)
+                if gate[0]:
+                    self.iterations += 1
+            return
         self.ops.gated(gate, lambda: self._step(gate, bad), self.buffer.values,
                        *self.state.values())
-        if self._on_host:
-            if gate[0]:
-                self.iterations += 1
-        else:
-            self._t += gate
+        self._t += gate
 
     def _step(self, gate, bad):
         xp, params, grads = self.xp, self.buffer.values, self.buffer.grads
@@ -187,20 +192,26 @@ class Optimizer(Configurable):
         self._update(params, grads, self._lr)
         if not self._guarded_update:
             self.ops.sum_squares(params, self._check)
-        self.ops.keep_finite(params, self._previous, self._check, gate, bad)
+        if not self._on_host or not math.isfinite(self._check[0]):  # the host trusts a finite hint
+            self.ops.keep_finite(params, self._previous, self._check, gate, bad)
 
     def _write_numbers(self):
         """Fill this step's 1-element arrays (see _numbers)."""
         if self._on_host:
-            for name, value in self._numbers(self.iterations + 1,
-                                             self._checked_rate(self.iterations)).items():
-                getattr(self, name)[0] = value
+            lr = self.learning_rate  # _checked_rate, written out: this runs every step
+            rate = lr if not callable(lr) else float(lr(self.iterations))
+            if not -self._lr_limit <= rate <= self._lr_limit:
+                self._checked_rate(self.iterations)  # raises
+            numbers = self._numbers(self.iterations + 1, rate)
+            for array, value in zip(self._number_arrays, numbers):
+                array[0] = value
             return
         xp = self.xp
         xp.subtract(self._t, self._t0, out=self._index, casting="unsafe")
         xp.take(self._table, self._index, out=self._rate_now, mode="clip")
-        for name, value in self._numbers(self._t + 1.0, self._rate_now).items():
-            xp.copyto(getattr(self, name), value, casting="same_kind")
+        numbers = self._numbers(self._t + 1.0, self._rate_now)
+        for array, value in zip(self._number_arrays, numbers):
+            xp.copyto(array, value, casting="same_kind")
 
     def _clip_norm(self, grads):
         """``g ← g · min(1, c / (‖g‖ + 1e-6))``, the norm in float64 as torch computes it."""
@@ -226,8 +237,9 @@ class Optimizer(Configurable):
 
     def state_dict(self):
         """``{"iterations": t, "<slot>": array, ...}``: everything needed to resume exactly."""
+        copy = self.ops.to_host if self.buffer is not None else np.array
         return {"iterations": self.iterations,
-                **{name: np.array(arr, copy=True) for name, arr in self.state.items()}}
+                **{name: copy(arr) for name, arr in self.state.items()}}
 
     def load_state_dict(self, state):
         state = dict(state)
@@ -393,7 +405,7 @@ class Adagrad(Optimizer):
         self.ops.sgd(params, direction, lr, tmp)
 
     def _numbers(self, t, rate):
-        return {"_lr": rate / (1.0 + (t - 1) * self.lr_decay) if self.lr_decay else rate}
+        return (rate / (1.0 + (t - 1) * self.lr_decay) if self.lr_decay else rate,)
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
@@ -423,8 +435,7 @@ class Adam(Optimizer):
     numbers = ("_lr", "_step_size", "_bc2_sqrt")
 
     def _numbers(self, t, rate):
-        return {"_lr": rate, "_step_size": rate / (1.0 - self.beta_1 ** t),
-                "_bc2_sqrt": self._sqrt(1.0 - self.beta_2 ** t)}
+        return rate, rate / (1.0 - self.beta_1 ** t), self._sqrt(1.0 - self.beta_2 ** t)
 
     def _update(self, params, grads, lr):
         guarded = self._guarded_update
@@ -451,7 +462,7 @@ class AdamW(Adam):
     numbers = Adam.numbers + ("_decay",)
 
     def _numbers(self, t, rate):
-        return {**super()._numbers(t, rate), "_decay": 1.0 - rate * self.weight_decay}
+        return (*super()._numbers(t, rate), 1.0 - rate * self.weight_decay)
 
     def _update(self, params, grads, lr):
         if self.weight_decay:
@@ -492,9 +503,8 @@ class Nadam(Adam):
         mu, mu_next = self._mu(t), self._mu(t + 1)
         product = (self._mu_product if self._on_host else self._prod) * mu  # Π_t
         self._next_product = product
-        return {"_lr": rate, "_bc2": 1.0 - self.beta_2 ** t,
-                "_c1": rate * (1.0 - mu) / (1.0 - product),
-                "_c2": rate * mu_next / (1.0 - product * mu_next)}
+        return (rate, 1.0 - self.beta_2 ** t, rate * (1.0 - mu) / (1.0 - product),
+                rate * mu_next / (1.0 - product * mu_next))
 
     def apply(self, gate, bad):
         super().apply(gate, bad)

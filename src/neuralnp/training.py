@@ -186,10 +186,8 @@ class _Batches:
         size = min(batch_size, n)
         self.buffers = [None if a is None else ops.xp.empty((size,) + a.shape[1:], a.dtype)
                         for a in arrays]
-
-    def counts(self):
-        """The number of rows of each batch of an epoch."""
-        return [min(self.batch_size, self.n - start) for start in range(0, self.n, self.batch_size)]
+        # The number of rows of each batch of an epoch
+        self.counts = [min(batch_size, n - start) for start in range(0, n, batch_size)]
 
     def epoch(self, strategy):
         """``(batch index, global rows, x, y, w)`` of this process's rows, for one epoch
@@ -248,15 +246,15 @@ def _run_epoch(model, batches, record, strategy, cbs):
     optimizer.plan(len(record.slots))
     begin_hooks = cbs.overrides("on_batch_begin")  # most fits have none: skip the call
     end_hooks = cbs.overrides("on_batch_end")
+    slots, gate, bad = record.slots, record.gate, record.bad
     for batch, count, xb, yb, wb in batches.epoch(strategy):
         if begin_hooks:
             cbs.on_batch_begin(batch, {"size": count})
-        train_step(model, xb, yb, wb, count, strategy, record.slots[batch], record.gate,
-                   record.bad)
+        train_step(model, xb, yb, wb, count, strategy, slots[batch], gate, bad)
         if not host:
             record.count_update()
         if host or end_hooks:  # a read: free on the host, asked for by a per-batch callback
-            if not record.gate[0]:
+            if not gate[0]:
                 return _stop(model, record, batch, cbs)
             if end_hooks:
                 cbs.on_batch_end(batch, {"loss": float(record.losses[batch])})
@@ -266,7 +264,7 @@ def _run_epoch(model, batches, record, strategy, cbs):
     if not host:
         optimizer.iterations += int(values[2])
     total = 0.0
-    for loss, count in zip(values[3:].tolist(), batches.counts()):
+    for loss, count in zip(values[3:].tolist(), batches.counts):
         total += loss * count
     strategy.merge_metrics(model._metrics)
     return {"loss": total / batches.n, **{m.name: m.result() for m in model._metrics}}

@@ -51,7 +51,7 @@ class NumpyOps(Ops):
 
     def keep_finite(self, p, previous, check, gate, bad):
         # The finite hint is also NaN or inf for weights near 1e19 (float32): confirm it.
-        if not gate[0] or math.isfinite(check[0]) or np.isfinite(p).all():
+        if math.isfinite(check[0]) or not gate[0] or np.isfinite(p).all():
             return gate
         bad[0] = p.size - np.count_nonzero(np.isfinite(p))
         if previous is not None:
