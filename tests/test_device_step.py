@@ -13,7 +13,7 @@ import pytest
 
 import devicelike
 import neuralnp as nn
-from neuralnp import training
+from neuralnp import devices, training
 from neuralnp.backends import Ops
 
 
@@ -63,7 +63,7 @@ def test_a_training_step_reads_nothing_back(name):
     record = training.EpochRecord(model.ops, 5)
     record.begin()
     model.optimizer.plan(5)
-    before = model.ops.to_host(model.buffer.values)
+    before = np.array(model.ops.to_host(model.buffer.values))
     with devicelike.no_reads():
         for step in range(5):
             training.train_step(model, xb, yb, None, 16, training.LocalStrategy(),
@@ -225,7 +225,7 @@ def test_a_direct_step_on_the_device_counts_and_refuses_as_on_the_host():
     for model in models:
         model.buffer.grads[...] = model.ops.to_device(np.linspace(-1, 1, model.buffer.size,
                                                                   dtype=np.float32))
-        before = model.ops.to_host(model.buffer.values)
+        before = np.array(model.ops.to_host(model.buffer.values))
         with pytest.raises(nn.TrainingDivergedError, match="weights NaN or infinite"):
             model.optimizer.step()
         assert np.array_equal(model.ops.to_host(model.buffer.values), before)
@@ -233,3 +233,45 @@ def test_a_direct_step_on_the_device_counts_and_refuses_as_on_the_host():
         model.optimizer.step()
         assert model.optimizer.iterations == 1
     assert np.array_equal(models[0].ops.to_host(models[0].buffer.values), models[1].buffer.values)
+
+
+def _stateful_model(ops):
+    model = nn.Sequential([nn.Dense(6, activation="relu"), nn.BatchNormalization(),
+                           nn.Dropout(0.3, seed=5), nn.Dense(3, activation="softmax")], seed=1)
+    model.ops = ops
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=nn.Nadam(0.01))
+    return model
+
+
+def test_moving_a_model_to_the_device_and_back_continues_training_exactly():
+    """Weights, batch-norm statistics, the optimizer's moments and step count, the model's and
+    the dropout layer's generators all cross over: a model that went to the device for an epoch
+    and came back equals one that stayed, bit for bit."""
+    x, y = _data()
+    stayed, moved = _stateful_model(Ops()), _stateful_model(Ops())
+    histories = []
+    for model, hops in ((stayed, None), (moved, (DeviceOps(), Ops()))):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        if hops:
+            devices.move(model, hops[0])
+            assert type(model.buffer.values) is devicelike.DeviceArray
+            assert type(model.optimizer.state["m"]) is devicelike.DeviceArray
+        histories.append(model.fit(x, y, batch_size=8, epochs=2, verbose=0).history)
+        if hops:
+            devices.move(model, hops[1])
+            assert type(model.buffer.values) is np.ndarray
+        histories.append(model.fit(x, y, batch_size=8, epochs=1, verbose=0).history)
+    assert histories[:2] == histories[2:]
+    assert np.array_equal(moved.buffer.values, stayed.buffer.values)
+    for a, b in zip(moved.get_weights(), stayed.get_weights()):
+        assert np.array_equal(a, b)
+    assert moved.optimizer.iterations == stayed.optimizer.iterations == 20  # 4 epochs × 5
+    assert np.array_equal(moved.predict(x), stayed.predict(x))
+
+
+def test_an_unbuilt_model_moves_by_changing_its_ops():
+    model = nn.Sequential([nn.Dense(2)])
+    devices.move(model, DeviceOps())
+    model.build((None, 4))
+    assert type(model.buffer.values) is devicelike.DeviceArray
+    assert type(model.predict(np.ones((3, 4), np.float32))) is np.ndarray

@@ -333,8 +333,9 @@ def test_devices_cpu_works_and_a_gpu_request_says_what_is_missing():
     try:
         import cupy  # noqa: F401
     except ImportError:
-        with pytest.raises(RuntimeError, match=r"pip install 'neuralnp\[gpu\]'"):
+        with pytest.raises(RuntimeError, match=r"pip install 'neuralnp\[gpu\]'.*gpu13"):
             model.to("cuda")
+        assert model.device == "cpu" and model.ops.reads_are_free  # nothing moved
         with pytest.raises(RuntimeError, match="CuPy"):
             nn.Sequential([nn.Dense(2)], device="cuda")
 

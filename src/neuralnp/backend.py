@@ -1,8 +1,7 @@
-"""Array module, dtype policy and devices.
+"""Dtype policy and device names.
 
-Every layer asks this module for its array namespace instead of importing NumPy names directly, so
-that the same layer code can run on CuPy. Today only the CPU is wired in: asking for a GPU checks
-what is installed and says what is missing.
+The dtypes a model may have and the devices it may run on; each device's operations come from
+:func:`neuralnp.backends.get_ops`.
 """
 
 import numpy as np
@@ -18,36 +17,17 @@ def resolve_dtype(dtype):
     return np.dtype(DTYPES[key])
 
 
-def get_array_module(array=None):
-    """The array namespace (``numpy`` or ``cupy``) that ``array`` belongs to."""
-    return np
-
-
-def to_numpy(array):
-    """A NumPy copy (or view) of ``array``, whatever device it lives on."""
-    return np.asarray(array)
-
-
 DEVICES = ("cpu", "cuda")
 
 
 def check_device(device):
-    """Validate a device name; a GPU request says exactly what is missing."""
+    """The device name ``device`` asks for: ``"cpu"``, or ``"cuda"`` (also ``"gpu"``,
+    ``"cuda:0"``). Whether the GPU can be used is for :func:`neuralnp.backends.get_ops`
+    (``get_ops("cuda")``) to say, when a model is given the device."""
     name = str(device).lower()
-    if name.startswith("cuda") or name == "gpu":
-        try:
-            import cupy
-        except ImportError:
-            raise RuntimeError(
-                f"device {device!r} needs CuPy and an NVIDIA GPU: pip install 'neuralnp[gpu]' "
-                "(CuPy for CUDA 12); the CPU works without it: device='cpu'") from None
-        try:
-            count = cupy.cuda.runtime.getDeviceCount()
-        except Exception as exc:  # CuPy raises its own CUDARuntimeError without a driver
-            raise RuntimeError(f"device {device!r}: CuPy is installed but no CUDA GPU is "
-                               f"usable ({exc}); use device='cpu'") from None
-        raise RuntimeError(f"device {device!r}: {count} GPU(s) found, but the GPU path of "
-                           "neuralnp is not built yet; use device='cpu'")
+    if name in ("cuda", "gpu", "cuda:0"):
+        return "cuda"
     if name != "cpu":
-        raise ValueError(f"unknown device {device!r}; valid devices are: {', '.join(DEVICES)}")
+        raise ValueError(f"unknown device {device!r}; valid devices are: {', '.join(DEVICES)} "
+                         "(one GPU: 'cuda' is 'cuda:0')")
     return "cpu"

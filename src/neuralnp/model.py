@@ -12,12 +12,12 @@
 
 import numpy as np
 
-from . import losses, metrics as metrics_module, optimizers, training
+from . import devices, losses, metrics as metrics_module, optimizers, training
 from ._checks import (as_float_array, check_instance, check_positive_int, check_sample_shape,
                       check_seed, sample_weights, samples, weights_like)
 from ._registry import serialize
 from .backend import check_device, resolve_dtype
-from .backends import get_ops
+from .backends import ops_for_device
 from .layers import Layer, deserialize as deserialize_layer
 from .layers.base import LOCAL
 from .layers.input import Input
@@ -38,7 +38,7 @@ class Sequential:
         self.seed = check_seed(seed)
         self.rng = np.random.default_rng(self.seed)
         # The operations its layers, loss and optimizer run, handed to them when built.
-        self.ops = get_ops()
+        self.ops = ops_for_device(self.device)
         self.dtype = resolve_dtype(dtype)
         self.layers = []
         self._input = None  # the sample shape nn.Input declared, when the model starts with one
@@ -314,9 +314,8 @@ class Sequential:
         return model
 
     def to(self, device):
-        """Move the model to ``device`` (``"cpu"``; a GPU request explains what is missing)."""
-        self.device = check_device(device)
-        return self
+        """Move the model, its optimizer state too, to ``"cpu"`` or ``"cuda"``; returns it."""
+        return devices.to(self, device)
 
     def save(self, path):
         """Write the model to a folder, or to one zip file when ``path`` ends in ``.keras`` or

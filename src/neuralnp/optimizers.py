@@ -237,9 +237,9 @@ class Optimizer(Configurable):
 
     def state_dict(self):
         """``{"iterations": t, "<slot>": array, ...}``: everything needed to resume exactly."""
-        copy = self.ops.to_host if self.buffer is not None else np.array
+        host = self.ops.to_host if self.buffer is not None else np.asarray
         return {"iterations": self.iterations,
-                **{name: copy(arr) for name, arr in self.state.items()}}
+                **{name: np.array(host(arr)) for name, arr in self.state.items()}}
 
     def load_state_dict(self, state):
         state = dict(state)

@@ -111,6 +111,8 @@ def _fit(model, x, y, strategy, *, epochs=1, batch_size=32, verbose=1, callbacks
                                   validation_data)
     strategy.prepare(model, arrays, validation, batch_size=batch_size, epochs=epochs,
                      initial_epoch=initial_epoch, shuffle=bool(shuffle))
+    if validation is not None:  # moved to the device once (on the host: nothing happens)
+        validation = tuple(model.ops.to_device(a) for a in validation)
     history = History()
     cbs = [history, *(callbacks or []), *([ProgbarLogger(epochs)] if verbose else [])]
     if not strategy.is_chief:
@@ -318,10 +320,17 @@ def train_step(model, xb, yb, wb, count, strategy, loss, gate, bad):
     for param, regularizer in model._regularized:
         regularizer.add_gradient(param.value, param.grad)
     model.optimizer.apply(gate, bad)
-    if rows:
-        probs = loss_fn.probabilities if model._metrics_from_loss else out
-        for m in model._metrics:
-            m.update(yb, probs, wb)
+    if rows and model._metrics:
+        _update_metrics(model, yb, loss_fn.probabilities if model._metrics_from_loss else out, wb)
+
+
+def _update_metrics(model, y, probs, w):
+    """Metrics count on the host: on a device this reads the batch back (a fit without metrics
+    never does)."""
+    host = model.ops.to_host
+    y, probs, w = host(y), host(probs), None if w is None else host(w)
+    for m in model._metrics:
+        m.update(y, probs, w)
 
 
 def _add_penalty(model, loss):
@@ -343,15 +352,15 @@ def evaluate(model, x, y, batch_size, w=None, strategy=None):
         x, y, w = x[lo:hi], y[lo:hi], None if w is None else w[lo:hi]
     for m in model._metrics:
         m.reset()
-    total = 0.0
+    total, device = 0.0, model.ops.to_device  # on the host, to_device is the array itself
     for start in range(0, len(x), batch_size):
         stop = start + batch_size
-        wb = None if w is None else w[start:stop]
-        out = model._forward(x[start:stop], training=False)
-        total += model._train_loss.forward(out, y[start:stop], wb) * len(out)
-        probs = model._train_loss.probabilities if model._metrics_from_loss else out
-        for m in model._metrics:
-            m.update(y[start:stop], probs, wb)
+        yb, wb = device(y[start:stop]), None if w is None else device(w[start:stop])
+        out = model._forward(device(x[start:stop]), training=False)
+        total += model._train_loss.forward(out, yb, wb) * len(out)
+        if model._metrics:
+            _update_metrics(model, yb, model._train_loss.probabilities
+                            if model._metrics_from_loss else out, wb)
     if strategy is not None:
         total = strategy.sum(total)
         strategy.merge_metrics(model._metrics)
@@ -362,14 +371,19 @@ def evaluate(model, x, y, batch_size, w=None, strategy=None):
 def predict(model, x, batch_size):
     """The model's outputs for checked samples ``x``, ``batch_size`` rows at a time, through its
     final activation when training skips it (probabilities for a fused cross-entropy)."""
-    result = np.empty((len(x), *model.output_shape), dtype=model.dtype)
-    final = None if model._output_fn is None else getattr(model.ops, model._output_fn)
+    ops = model.ops
+    result = np.empty((len(x), *model.output_shape), dtype=model.dtype)  # NumPy on any device
+    final = None if model._output_fn is None else getattr(ops, model._output_fn)
     for start in range(0, len(x), batch_size):
-        out = model._forward(x[start:start + batch_size], training=False)
-        if final is None:
-            result[start:start + batch_size] = out
+        rows = slice(start, start + batch_size)
+        out = model._forward(ops.to_device(x[rows]), training=False)
+        if ops.reads_are_free:  # straight into the result
+            if final is None:
+                result[rows] = out
+            else:
+                final(out, result[rows])
         else:
-            final(out, result[start:start + batch_size])
+            result[rows] = ops.to_host(out if final is None else final(out, out))
     return result
 
 

@@ -287,8 +287,9 @@ class Ops:
         return self.xp.asarray(a)
 
     def to_host(self, a):
-        """A NumPy copy of ``a``: the one read back a device makes per epoch."""
-        return a.copy() if self.xp is numpy else a.get()
+        """``a`` as a NumPy array: itself on the host, a copy read back from a device (the
+        training loop's one read per epoch)."""
+        return a if self.xp is numpy else a.get()
 
     # -- batches --------------------------------------------------------------------------------
 

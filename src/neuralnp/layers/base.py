@@ -142,13 +142,14 @@ class Layer(Configurable):
         init = initializers.get(initializer)
         shape, full_name = tuple(shape), f"{self.name}.{name}"
         mode = _WEIGHTS.get()
-        if mode == "initialize":
-            return Parameter(full_name, init(shape, self.dtype, self._rng))
+        if mode == "initialize":  # drawn on the host: the same weights on every device
+            value = init(shape, self.dtype, self._rng)
+            return Parameter(full_name, value if trainable else self.ops.to_device(value))
         # A zero-strided view of one zero: any shape, no memory. The flat buffer gives trainable
         # parameters their storage; states get theirs here, uninitialised, when filled later.
         placeholder = np.broadcast_to(np.zeros((), self.dtype), shape)
         if mode == "uninitialized" and not trainable:
-            return Parameter(full_name, np.empty(shape, self.dtype))
+            return Parameter(full_name, self.xp.empty(shape, self.dtype))
         return Parameter(full_name, placeholder, grad=placeholder)
 
     def compute_output_shape(self, input_shape):
