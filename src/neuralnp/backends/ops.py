@@ -246,7 +246,8 @@ class Ops:
     def finite_gate(self, gate, value):
         """``gate[0] ← 0`` when ``value[0]`` (a loss) is NaN or infinite; otherwise unchanged."""
         xp = self.xp
-        return xp.logical_and(gate, xp.isfinite(value), out=gate)
+        finite = self._scratch("finite_gate", value.shape, bool)  # nothing allocated per step
+        return xp.logical_and(gate, xp.isfinite(value, out=finite), out=gate)
 
     def gated(self, gate, update, *arrays):
         """Call ``update()``, which changes ``arrays`` in place, with the effect it has only

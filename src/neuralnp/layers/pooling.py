@@ -100,8 +100,10 @@ class AveragePooling2D(_Pooling2D):
             start = np.arange(out) * s - before
             counts.append(np.minimum(start + k, size) - np.maximum(start, 0))
         count = np.multiply.outer(*counts)[:, :, None].astype(self.dtype)
-        # A scalar when every window is full: cheaper than broadcasting an array.
-        self._count = count.flat[0] if np.all(count == count.flat[0]) else count
+        # A scalar when every window is full: cheaper than broadcasting an array. Otherwise the
+        # counts live on the model's device, where the pooling operation reads them.
+        full = np.all(count == count.flat[0])
+        self._count = count.flat[0] if full else self.ops.to_device(count)
 
     def forward(self, x, training=False):
         check_input(self, x)

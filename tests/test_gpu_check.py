@@ -1,0 +1,24 @@
+"""benchmarks/gpu_check.py --fake: the GPU machine's one script runs end to end on the CuPy
+stand-in, so that its first run on a GPU is not its first run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_fake_passes_and_writes_its_report(tmp_path):
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--fake",
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    sections = report["sections"]
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert sections["environment"]["status"] == "passed"
+    assert sections["kernels"]["status"] == "passed" and sections["kernels"]["cases"] > 50
+    assert sections["trajectories"]["status"] == "passed"
+    assert set(sections["trajectories"]["results"]) == {"mlp-float64", "mlp-float32",
+                                                        "cnn-float64", "cnn-float32"}
+    assert sections["speed"]["status"] == "skipped"
+    assert "| trajectory |" in (tmp_path / "gpu_check.md").read_text()
