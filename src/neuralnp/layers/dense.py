@@ -46,8 +46,7 @@ class Dense(WeightedLayer):
             self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
         self._build_activation((self.units,))
         # Bound once, three products a step: the forward and input-gradient products have
-        # inner dimensions fixed here; the kernel gradient's is the batch size.
-        self._matmul = self.ops.matmul
+        # inner dimensions fixed here; the kernel gradient's is the batch size (see _buffers).
         self._matmul_forward = self.ops.matmul_for(input_shape[0])
         self._matmul_input_grad = self.ops.matmul_for(self.units)
 
@@ -56,9 +55,11 @@ class Dense(WeightedLayer):
 
     def _buffers(self, n):
         """The output, pre-activation-gradient and input-gradient workspaces for batch size n,
-        looked up once per change of batch size rather than once per call."""
+        and the kernel gradient's product, looked up once per change of batch size rather than
+        once per call."""
         if self._ws_rows != n:
             self._ws_rows = n
+            self._matmul_kernel_grad = self.ops.matmul_for(n)
             self._z = self._workspace("z", (n, self.units))
             self._dz = self._workspace("dz", (n, self.units))
             self._gin = self._workspace("grad_in", (n,) + tuple(self.input_shape))
@@ -74,7 +75,7 @@ class Dense(WeightedLayer):
 
     def backward(self, grad_out):
         grad_out = self._bias_activation_grad(grad_out, self._z, self._dz)
-        self._matmul(self._x.T, grad_out, self.kernel.grad)
+        self._matmul_kernel_grad(self._x.T, grad_out, self.kernel.grad)
         if not self.need_input_grad:
             return None
         return self._matmul_input_grad(grad_out, self.kernel.value.T, self._gin)
