@@ -67,10 +67,10 @@ HDF5_SUFFIXES = (".h5", ".hdf5")  # Keras's old format: refused, saying what to 
 
 def _tensors_and_scalars(model):
     """Named arrays for the weights file, and the optimizer's scalar state for the config."""
-    tensors = {}
+    tensors, host = {}, model.ops.to_host  # a model on a GPU is read back here
     for i, layer in enumerate(model.layers):
         for p in layer.variables():
-            tensors[f"layers.{i}/{p.name}"] = np.ascontiguousarray(p.value)
+            tensors[f"layers.{i}/{p.name}"] = np.ascontiguousarray(host(p.value))
     scalars = {}
     if model.optimizer is not None:
         for slot, value in model.optimizer.state_dict().items():

@@ -208,7 +208,8 @@ class Layer(Configurable):
 
     def get_weights(self):
         """Copies of the weights as NumPy arrays, in Keras's order and shapes."""
-        return [np.array(p.value, copy=True) for p in self.variables()]
+        host = self.ops.to_host if self.ops is not None else np.asarray  # from any device
+        return [np.array(host(p.value), copy=True) for p in self.variables()]
 
     def set_weights(self, weights):
         """Copy ``weights`` (arrays in :meth:`get_weights` order) into the parameters in place."""
@@ -226,8 +227,9 @@ class Layer(Configurable):
                 raise ValueError(
                     f"weight {p.name!r} has shape {p.shape}, got an array of shape {w.shape}"
                 )
+        device = self.ops.to_device if self.ops is not None else np.asarray
         for p, w in zip(params, arrays):
-            p.value[...] = w
+            p.value[...] = device(w)
 
     def get_config(self):
         config = {"name": self.name}
