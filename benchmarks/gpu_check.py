@@ -10,9 +10,10 @@ not hide the rest:
    when installed.
 2. ``kernels``: every operation the CUDA Ops overrides, on the cases of tests/test_ops.py
    (float32 and float64, contiguous and strided), against the reference ``Ops`` on the CPU.
-3. ``trajectories``: an MLP and a CNN trained 50 steps on the GPU and on the CPU from the same
-   weights and batches, float64 (to 1e-9 relative) and float32 (to 1e-4); the GPU run twice
-   with the same seed, bit for bit.
+3. ``trajectories``: an MLP and a CNN trained 50 steps on the GPU (replayed CUDA graphs) and on
+   the CPU from the same weights and batches, float64 (to 1e-9 relative) and float32 (to 1e-4);
+   the GPU run twice with the same seed, bit for bit; and whether the eager steps
+   (``graphs=False``) give the graphs' weights bit for bit.
 4. ``speed`` (real GPU only): the mnist-seed MLP (784-512-128-64-10, ReLU, softmax, Adam 1e-3,
    float32), 10 epochs after a warm-up epoch, data already on the GPU, at batch 1000 and 128:
    neuralnp, PyTorch eager, PyTorch with CUDA graphs and JAX (jit, the epoch in lax.scan).
@@ -185,15 +186,16 @@ def _data(kind, n=400, seed=0):
     return x, rng.integers(0, 10, n)
 
 
-def _train(kind, ops, dtype, steps=50, batch=16):
-    """``steps`` Adam steps from seed 0 on ``ops``; the weights, on the host, and the losses."""
+def _train(kind, ops, dtype, graphs=True, steps=50, batch=16):
+    """``steps`` Adam steps from seed 0 on ``ops`` (on a GPU as replayed CUDA graphs, or
+    eagerly); the weights, on the host, and the losses."""
     layers = _mlp() if kind == "mlp" else _cnn()
     model = nn.Sequential(layers, seed=0, dtype=dtype)
     model.ops = ops
     x, y = _data(kind)
     model.compile(loss="sparse_categorical_crossentropy", optimizer=nn.Adam(1e-2))
     epochs = steps * batch // len(x)
-    history = model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0)
+    history = model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, graphs=graphs)
     return np.array(ops.to_host(model.buffer.values)), history.history["loss"]
 
 
@@ -204,10 +206,12 @@ def check_trajectories(cp, ops_class):
             cpu, cpu_loss = _train(kind, Ops(), dtype)
             gpu, gpu_loss = _train(kind, ops_class(cp), dtype)
             again, _ = _train(kind, ops_class(cp), dtype)
+            eager, _ = _train(kind, ops_class(cp), dtype, graphs=False)
             relative = float(np.max(np.abs(gpu - cpu) / np.maximum(np.abs(cpu), 1e-3)))
             label = f"{kind}-{dtype}"
             results[label] = {"max_relative": relative, "tolerance": tol,
                               "repeatable": bool(np.array_equal(gpu, again)),
+                              "graphs_equal_eager": bool(np.array_equal(gpu, eager)),
                               "loss_cpu": cpu_loss[-1], "loss_gpu": gpu_loss[-1]}
             if not relative <= tol:
                 failures.append(f"{label}: weights differ by {relative:.3g} (tolerance {tol:g})")
@@ -397,10 +401,11 @@ def markdown(report):
                 f"{c:.3f}" if isinstance(c, float) else str(c)[:60] for c in cells) + " |")
     trajectories = report["sections"].get("trajectories", {}).get("results", {})
     if trajectories:
-        lines += ["", "| trajectory | max relative | tolerance | repeatable |", "|---|---:|---:|---|"]
+        lines += ["", "| trajectory (graphs vs CPU) | max relative | tolerance | repeatable | "
+                  "graphs = eager |", "|---|---:|---:|---|---|"]
         for label, r in trajectories.items():
             lines.append(f"| {label} | {r['max_relative']:.2e} | {r['tolerance']:g} | "
-                         f"{r['repeatable']} |")
+                         f"{r['repeatable']} | {r['graphs_equal_eager']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,9 @@ strict, so that code which passes here is likely to run on a GPU:
   then recorded and NOT executed; ``graph.launch()`` replays it on the same buffers. Allocating,
   reading back, uploading, synchronising or issuing work on another stream during a capture
   raises :class:`CaptureError` and invalidates the capture (``end_capture`` raises too), as CUDA.
+  Allocation is allowed inside ``cp.cuda.using_allocator(pool.malloc)`` with a private
+  ``MemoryPool``: the new array is the graph's, and replays recompute it from the current inputs
+  (on a GPU the pool must already hold free blocks of those sizes, from a warm-up run).
 * ``RawModule`` parses one-line ``__global__`` declarations, checks each launch argument against
   its C type (dtype, C-contiguity, exact NumPy scalar width, count) and runs the kernel's NumPy
   twin: the function of the same name in ``cuda_twins`` (or the module given to ``set_twins``).
@@ -28,6 +31,7 @@ namespace (``cp.random``, ``ElementwiseKernel``, ``cupyx``). Stricter than CuPy 
 graph), and a non-contiguous kernel argument is an error (CuPy passes the pointer regardless).
 """
 
+import contextlib
 import importlib
 import math
 import operator
@@ -42,6 +46,7 @@ __version__ = "13.0.0+fakecupy"
 _counts = dict.fromkeys(
     ("reads", "writes", "allocations", "ops", "launches", "recorded", "replays"), 0)
 _capture = None  # the Stream capturing now, if any
+_allocator = None  # the private pool's malloc inside using_allocator(), if any
 _twins = None    # the kernel twins module; None: import cuda_twins
 _IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
              "Please use `.get()` to construct a NumPy array explicitly.")
@@ -82,10 +87,16 @@ def _host(kind, what):
         _refuse(f"{what} during capture: a host {kind[:-1]} cannot be captured; {when}")
 
 
-def _track(a, what):
-    """``a``, a fresh NumPy array, as a device allocation (refused during capture)."""
+def _track(a, what, recompute=None):
+    """``a``, a fresh NumPy array, as a device allocation: refused during capture, unless a
+    private pool is in use (:func:`using_allocator`), where the allocation is the graph's and
+    ``recompute()`` (the values it is given) is recorded to run again on each replay."""
     if _capture is not None:
-        _refuse(f"allocation during capture; allocate workspaces before capture ({what})")
+        if _allocator is None:
+            _refuse(f"allocation during capture; allocate workspaces before capture ({what})")
+        if recompute is not None:
+            _capture._ops.append((what, lambda: np.copyto(a, recompute()), (), {}))
+            _counts["recorded"] += 1
     _counts["allocations"] += 1
     _pool._used += a.nbytes
     weakref.finalize(a, _pool._release, a.nbytes)
@@ -112,17 +123,26 @@ def _arrays(x):
             yield from _arrays(v)
 
 
-def _result(r, inputs, what):
-    """Wrap NumPy's result: a view of an input stays a view, anything else is an allocation."""
+def _result(r, inputs, what, recompute=None):
+    """Wrap NumPy's result: a view of an input stays a view, anything else is an allocation
+    (``recompute()`` gives its values again, for a replay of a capture)."""
     if isinstance(r, (tuple, list)):
-        return type(r)(_result(v, inputs, what) for v in r)
+        return type(r)(_result(v, inputs, what, None if recompute is None else
+                               (lambda k=k: recompute()[k])) for k, v in enumerate(r))
     if isinstance(r, np.generic):
         r = np.asarray(r)
     if not isinstance(r, np.ndarray):
         return r
     if any(_owner(a) is _owner(r) for a in _arrays(inputs)):
         return _wrap(r)
-    return _wrap(_track(r, what))
+    return _wrap(_track(r, what, recompute))
+
+
+def _quiet(compute):
+    def run():
+        with np.errstate(all="ignore"):
+            return compute()
+    return run
 
 
 def _host_array(what):
@@ -206,11 +226,11 @@ def _ufunc(uf):
         if "where" in kwargs:
             kwargs["where"] = _operand(kwargs["where"], what)
         if out is None:
-            if _capture is not None:
+            if _capture is not None and _allocator is None:
                 _refuse(f"allocation during capture; allocate workspaces before capture "
                         f"({what} without out=)")
             with np.errstate(all="ignore"):
-                return _result(uf(*a, **kwargs), (), what)
+                return _result(uf(*a, **kwargs), (), what, _quiet(lambda: uf(*a, **kwargs)))
         outs = out if isinstance(out, tuple) else (out,)
         if not all(isinstance(o, ndarray) for o in outs):
             raise TypeError(f"{what}: out= must be a cupy array, got "
@@ -236,7 +256,8 @@ def _generic(fn, name):
             return kwargs["out"]
         with np.errstate(all="ignore"):
             r = fn(*a, **kw)
-        return _result(np.asarray(r) if name in ("allclose", "array_equal") else r, a, what)
+        return _result(np.asarray(r) if name in ("allclose", "array_equal") else r, a, what,
+                       _quiet(lambda: fn(*a, **kw)))
 
     call.__name__ = call.__qualname__ = name
     return call
@@ -395,7 +416,7 @@ class ndarray:
             r = self._a[key]
             if not isinstance(r, np.ndarray):  # an element: CuPy gives a 0-d view, not a number
                 r = self._a[(key if isinstance(key, tuple) else (key,)) + (Ellipsis,)]
-        return _result(r, self._a, "indexing with arrays")
+        return _result(r, self._a, "indexing with arrays", _quiet(lambda: self._a[key]))
 
     def __setitem__(self, key, value):
         key = _index(key)
@@ -422,10 +443,11 @@ class ndarray:
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         if not copy and self._a.dtype == np.dtype(dtype):
             return self
-        return _wrap(_track(self._a.astype(dtype, order=order), "astype()"))
+        return _wrap(_track(self._a.astype(dtype, order=order), "astype()",
+                            lambda: self._a.astype(dtype, order=order)))
 
     def copy(self, order="C"):
-        return _wrap(_track(self._a.copy(order=order), "copy()"))
+        return _wrap(_track(self._a.copy(order=order), "copy()", lambda: self._a.copy()))
 
 
 for _p in ("shape", "dtype", "ndim", "size", "strides", "itemsize", "nbytes", "flags"):
@@ -552,10 +574,15 @@ class Device:
 
 
 class MemoryPool:
-    """``used_bytes()``: the bytes of the device arrays alive now (freed as NumPy frees them)."""
+    """``used_bytes()``: the bytes of the device arrays alive now (freed as NumPy frees them);
+    ``malloc`` for :func:`using_allocator`."""
 
     def __init__(self):
         self._used = 0
+
+    def malloc(self, nbytes):
+        raise NotImplementedError("fakecupy allocates through NumPy; pass malloc to "
+                                  "using_allocator() only")
 
     def _release(self, nbytes):
         self._used -= nbytes
@@ -578,8 +605,21 @@ def get_default_memory_pool():
     return _pool
 
 
+@contextlib.contextmanager
+def using_allocator(allocator=None):
+    """Allocate from ``allocator`` (a private pool's ``malloc``) inside the block; during a
+    capture this is what lets a step allocate (see the module docstring)."""
+    global _allocator
+    previous, _allocator = _allocator, allocator
+    try:
+        yield
+    finally:
+        _allocator = previous
+
+
 cuda = types.SimpleNamespace(
     Stream=Stream, Graph=Graph, Device=Device, MemoryPool=MemoryPool,
+    using_allocator=using_allocator,
     get_current_stream=lambda: _streams[-1], is_available=lambda: True,
     runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
 

@@ -21,4 +21,5 @@ def test_gpu_check_fake_passes_and_writes_its_report(tmp_path):
     assert set(sections["trajectories"]["results"]) == {"mlp-float64", "mlp-float32",
                                                         "cnn-float64", "cnn-float32"}
     assert sections["speed"]["status"] == "skipped"
-    assert "| trajectory |" in (tmp_path / "gpu_check.md").read_text()
+    assert "| trajectory (graphs vs CPU) |" in (tmp_path / "gpu_check.md").read_text()
+    assert all(r["graphs_equal_eager"] for r in sections["trajectories"]["results"].values())

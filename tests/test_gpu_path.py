@@ -98,3 +98,104 @@ def test_the_scikit_learn_estimators_run_on_the_gpu(estimator):
     cpu = getattr(nsk, estimator)(**kwargs).fit(x, target)
     assert type(gpu.predict(x)) is np.ndarray
     np.testing.assert_allclose(gpu.predict(x), cpu.predict(x), rtol=1e-3, atol=1e-3)
+
+
+# -- whole steps replayed as CUDA graphs -----------------------------------------------------------
+
+def _graph_model(kind, optimizer, dtype="float32", metrics=()):
+    layers = {"mlp": [nn.Dense(8, activation="relu"), nn.Dense(3, activation="softmax")],
+              "bn": [nn.Dense(8), nn.BatchNormalization(), nn.Activation("tanh"),
+                     nn.Dense(3, activation="softmax")],
+              "cnn": [nn.Reshape((5, 1, 1)), nn.Conv2D(4, (2, 1), activation="relu"),
+                      nn.MaxPooling2D((2, 1)), nn.Flatten(), nn.Dense(3, activation="softmax")],
+              "dropout": [nn.Dense(8, activation="relu"), nn.Dropout(0.2),
+                          nn.Dense(3, activation="softmax")]}[kind]
+    model = nn.Sequential(layers, seed=0, dtype=dtype, device="cuda")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizer,
+                  metrics=list(metrics))
+    return model
+
+
+def _fit_both(kind, make_optimizer, dtype="float32", metrics=(), **fit):
+    x, y = fit.pop("data", _data())
+    runs = []
+    for graphs in (True, False):
+        model = _graph_model(kind, make_optimizer(), dtype, metrics)
+        fakecupy.reset_counters()
+        history = model.fit(x, y, batch_size=16, epochs=3, verbose=0, graphs=graphs, **fit)
+        runs.append((model, history.history, fakecupy.counters()["replays"]))
+    return runs
+
+
+@pytest.mark.parametrize("kind, make_optimizer, dtype, metrics", [
+    ("mlp", lambda: nn.Adam(0.02), "float32", ()),
+    ("mlp", lambda: nn.SGD(nn.schedules.ExponentialDecay(0.1, 2, 0.5), momentum=0.9,
+                           clipnorm=0.5), "float64", ["accuracy"]),
+    ("mlp", lambda: nn.Nadam(0.02, weight_decay=0.01), "float32", ["accuracy"]),
+    ("bn", lambda: nn.RMSprop(0.01, centered=True), "float32", ()),
+    ("cnn", lambda: nn.AdamW(0.02), "float32", ()),
+])
+def test_graph_steps_train_bit_for_bit_as_eager_steps(kind, make_optimizer, dtype, metrics):
+    """60 samples in batches of 16: three full batches and one of 12, so two graphs, each
+    captured after its first (eager) step and replayed for every later one."""
+    (graph, graph_history, replays), (eager, eager_history, none) = _fit_both(
+        kind, make_optimizer, dtype, metrics, sample_weight=np.linspace(0.5, 2, 60))
+    assert replays == 3 * 4 - 2 and none == 0
+    assert graph_history == eager_history
+    assert np.array_equal(graph.buffer.values.get(), eager.buffer.values.get())
+    for key, value in eager.optimizer.state_dict().items():
+        assert np.array_equal(graph.optimizer.state_dict()[key], value), key
+
+
+def test_a_model_with_dropout_trains_eagerly_on_the_gpu():
+    (model, history, replays), _ = _fit_both("dropout", lambda: nn.Adam(0.02))
+    assert replays == 0 and np.isfinite(history["loss"]).all()
+
+
+def test_a_non_finite_loss_inside_a_graph_stops_as_the_eager_step_does():
+    x, _ = _data()
+    y = x[:, :3] * 2
+    y[37] = 1e30  # the third batch of the second epoch (unshuffled): an inf squared error
+    results = []
+    for graphs in (True, False):
+        model = nn.Sequential([nn.Dense(8, activation="relu"), nn.Dense(3)], seed=0,
+                              device="cuda")
+        model.compile(loss="mse", optimizer=nn.Adam(0.01))
+        model.fit(x[:32], y[:32], batch_size=16, epochs=1, verbose=0, graphs=graphs)
+        with pytest.raises(nn.TrainingDivergedError) as error:
+            model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False, graphs=graphs)
+        results.append((str(error.value), model.buffer.values.get(), model.optimizer.iterations))
+    assert results[0][0] == results[1][0] and "optimizer step 5" in results[0][0]
+    assert np.array_equal(results[0][1], results[1][1]) and results[0][2] == results[1][2] == 4
+
+
+def test_early_stopping_and_a_rate_callback_act_the_same_with_graphs():
+    def callbacks():
+        return [nn.callbacks.EarlyStopping("val_loss", patience=1, restore_best_weights=True),
+                nn.callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5)]
+    (graph, graph_history, _), (eager, eager_history, _) = (
+        (m, h, r) for m, h, r in [
+            _run_with(callbacks(), graphs) for graphs in (True, False)])
+    assert graph_history == eager_history
+    assert np.array_equal(graph.buffer.values.get(), eager.buffer.values.get())
+
+
+def _run_with(callbacks, graphs):
+    x, y = _data()
+    model = _graph_model("mlp", nn.Adam(0.05))
+    history = model.fit(x, y, batch_size=16, epochs=6, verbose=0, graphs=graphs,
+                        validation_split=0.3, callbacks=callbacks)
+    return model, history.history, None
+
+
+def test_graph_training_reads_back_once_per_epoch_whatever_the_number_of_steps():
+    reads = []
+    for n in (64, 640):
+        x, y = _data(n)
+        model = _graph_model("mlp", nn.Adam(0.02))
+        fakecupy.reset_counters()
+        model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+        counts = fakecupy.counters()
+        reads.append(counts["reads"])
+        assert counts["replays"] == 3 * n // 16 - 1
+    assert reads[0] == reads[1], reads

@@ -37,8 +37,6 @@ def move(model, ops):
         is not None else None
     generators = _generator_states(model)
     model.ops = ops
-    for layer in model.layers:
-        layer._workspaces = {}  # sized for the old device's arrays
     if optimizer is not None:
         optimizer.state = {}
     with weight_creation("uninitialized"):

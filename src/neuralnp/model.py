@@ -185,7 +185,7 @@ class Sequential:
 
     def fit(self, x, y, epochs=1, batch_size=32, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None,
-            class_weight=None, distributed=None):
+            class_weight=None, distributed=None, graphs=True):
         """Train for ``epochs`` passes over ``(x, y)`` in shuffled mini-batches.
 
         ``y`` may be integer labels or one-hot rows for the categorical losses. With
@@ -193,18 +193,16 @@ class Sequential:
         as Keras does. ``class_weight`` (``{class: weight}``) multiplies each training sample's
         loss by its class's weight (and by ``sample_weight`` when given too); the training
         metrics are weighted the same way, validation is not (as in Keras). Returns a
-        :class:`~neuralnp.callbacks.History`.
-
-        ``distributed=True`` (or a :class:`~neuralnp.distributed.MPIStrategy`), on every rank of
-        ``mpirun -n K``, trains data-parallel: each rank runs its shard of every global batch of
-        ``batch_size`` rows, and the training is one process's up to rounding (see
-        :mod:`neuralnp.distributed`).
+        :class:`~neuralnp.callbacks.History`. ``distributed=True`` (or a
+        :class:`~neuralnp.distributed.MPIStrategy`), on every rank of ``mpirun -n K``, trains
+        data-parallel (see :mod:`neuralnp.distributed`). On a GPU each step is a replayed CUDA
+        graph (:mod:`neuralnp.graphs`); ``graphs=False`` runs the same steps eagerly.
         """
         return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, verbose=verbose,
                             callbacks=callbacks, validation_split=validation_split,
                             validation_data=validation_data, shuffle=shuffle,
                             initial_epoch=initial_epoch, sample_weight=sample_weight,
-                            class_weight=class_weight, distributed=distributed)
+                            class_weight=class_weight, distributed=distributed, graphs=graphs)
 
     def _forward(self, x, training):
         for layer in self._run_layers:

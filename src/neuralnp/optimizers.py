@@ -96,7 +96,7 @@ class Optimizer(Configurable):
             # A device counts its own updates (float64, as t in the formulas) and takes each
             # step's learning rate from a table that plan() writes: nothing per step from the host.
             self._t, self._t0, self._rate_now = xp.zeros(1), xp.zeros(1), xp.zeros(1)
-            self._index = xp.zeros(1, dtype=np.intp)
+            self._index, self._table = xp.zeros(1, dtype=np.intp), xp.zeros(1)
             self.plan(1)
 
     def _initial_state(self, name):
@@ -141,11 +141,16 @@ class Optimizer(Configurable):
         host each step computes its own, so this does nothing there."""
         if self._on_host:
             return
-        rates = [self._checked_rate(self.iterations + k)
-                 for k in range(steps if callable(self.learning_rate) else 1)]
-        self._table = self.ops.to_device(np.array(rates, dtype=np.float64))
-        self.xp.copyto(self._t, self.ops.to_device(np.array([self.iterations], np.float64)))
-        self.xp.copyto(self._t0, self._t)
+        xp, steps = self.xp, max(steps, 1)
+        if callable(self.learning_rate):
+            rates = [self._checked_rate(self.iterations + k) for k in range(steps)]
+        else:
+            rates = [self._checked_rate(self.iterations)] * steps
+        if self._table.size < steps:  # written in place after this: a captured step reads it
+            self._table = xp.empty(steps)
+        xp.copyto(self._table[:steps], self.ops.to_device(np.array(rates, dtype=np.float64)))
+        xp.copyto(self._t, self.ops.to_device(np.array([self.iterations], np.float64)))
+        xp.copyto(self._t0, self._t)
 
     def step(self):
         """One update of every parameter from its gradient. An update that would make any

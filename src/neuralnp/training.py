@@ -13,6 +13,7 @@ computed; :class:`LocalStrategy` is one process on its own, where every hook doe
 :class:`~neuralnp.distributed.MPIStrategy` fills the same hooks with MPI collectives.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -103,7 +104,7 @@ def fit(model, x, y, *, distributed=None, **settings):
 
 def _fit(model, x, y, strategy, *, epochs=1, batch_size=32, verbose=1, callbacks=None,
          validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-         sample_weight=None, class_weight=None):
+         sample_weight=None, class_weight=None, graphs=True):
     model._require_compiled("fit")
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -126,11 +127,13 @@ def _fit(model, x, y, strategy, *, epochs=1, batch_size=32, verbose=1, callbacks
                     "batch_size": batch_size, "do_validation": validation is not None})
     logs = {}
     cbs.on_train_begin(logs)
-    batches = _Batches(arrays, batch_size, model.rng if shuffle else None, model.ops)
+    graphs = _graphs(model, strategy) if graphs else None
+    batches = _Batches(arrays, batch_size, model.rng if shuffle else None, model.ops,
+                       into_buffers=graphs is not None)
     record = EpochRecord(model.ops, steps)
     for epoch in range(initial_epoch, epochs):
         cbs.on_epoch_begin(epoch, {})
-        epoch_logs = _run_epoch(model, batches, record, strategy, cbs)
+        epoch_logs = _run_epoch(model, batches, record, strategy, cbs, graphs)
         if epoch_logs is None:  # diverged, and a callback chose to stop rather than raise
             break
         logs = epoch_logs
@@ -179,7 +182,7 @@ class _Batches:
     generator) into buffers made once: a batch stays in cache for the matrix products, and no
     epoch-sized copy of the data is ever made."""
 
-    def __init__(self, arrays, batch_size, rng, ops):
+    def __init__(self, arrays, batch_size, rng, ops, into_buffers=False):
         # On a device the data moves there once (on the host this copies nothing)
         self.arrays = [None if a is None else ops.to_device(a) for a in arrays]
         self.batch_size, self.rng, self.ops = batch_size, rng, ops
@@ -190,12 +193,15 @@ class _Batches:
                         for a in arrays]
         # The number of rows of each batch of an epoch
         self.counts = [min(batch_size, n - start) for start in range(0, n, batch_size)]
+        # A replayed graph reads the buffers: then unshuffled batches are copied there too
+        self.in_order = ops.to_device(np.arange(n)) if into_buffers else None
 
     def epoch(self, strategy):
         """``(batch index, global rows, x, y, w)`` of this process's rows, for one epoch
         (``w`` None without weights)."""
         (x, y, w), (xbuf, ybuf, wbuf), take = self.arrays, self.buffers, self.take_rows
-        order = None if self.rng is None else self.ops.to_device(self.rng.permutation(self.n))
+        order = self.in_order if self.rng is None else \
+            self.ops.to_device(self.rng.permutation(self.n))
         for batch, start in enumerate(range(0, self.n, self.batch_size)):
             stop = min(start + self.batch_size, self.n)
             lo, hi = strategy.begin_step(start, stop)
@@ -237,9 +243,22 @@ class EpochRecord:
         return f"the update made {int(values[1])} of {self.size} weights NaN or infinite"
 
 
-def _run_epoch(model, batches, record, strategy, cbs):
+def _graphs(model, strategy):
+    """The CUDA graphs the steps replay, where the model can be captured (else None: eager)."""
+    from .graphs import StepGraphs, capturable
+    if type(strategy) is not LocalStrategy or not capturable(model):  # MPI steps talk: eager
+        return None
+    return StepGraphs(model, lambda *args: train_step(model, *args[:4], strategy, *args[4:]))
+
+
+def _run_epoch(model, batches, record, strategy, cbs, graphs=None):
     """One pass over the batches; the epoch's logs, or None when training diverged and a
     callback (TerminateOnNaN) stopped it."""
+    with contextlib.nullcontext() if graphs is None else graphs.run():
+        return _epoch(model, batches, record, strategy, cbs, graphs)
+
+
+def _epoch(model, batches, record, strategy, cbs, graphs):
     for m in model._metrics:
         m.reset()
     optimizer, host = model.optimizer, model.ops.reads_are_free
@@ -252,7 +271,13 @@ def _run_epoch(model, batches, record, strategy, cbs):
     for batch, count, xb, yb, wb in batches.epoch(strategy):
         if begin_hooks:
             cbs.on_batch_begin(batch, {"size": count})
-        train_step(model, xb, yb, wb, count, strategy, slots[batch], gate, bad)
+        if graphs is None:
+            out = train_step(model, xb, yb, wb, count, strategy, slots[batch], gate, bad)
+            probs = getattr(model._train_loss, "probabilities", None)
+        else:
+            out, probs = graphs.step(xb, yb, wb, count, slots[batch], gate, bad)
+        if model._metrics and len(xb):
+            _update_metrics(model, yb, probs if model._metrics_from_loss else out, wb)
         if not host:
             record.count_update()
         if host or end_hooks:  # a read: free on the host, asked for by a per-batch callback
@@ -284,11 +309,12 @@ def _stop(model, record, batch, cbs, values=None):
 
 
 def train_step(model, xb, yb, wb, count, strategy, loss, gate, bad):
-    """Forward, loss, backward, update on this process's rows of a ``count``-row batch. It
-    writes the batch's mean loss into ``loss`` (a 1-element array) and reads nothing back: a
-    non-finite loss closes ``gate`` and the update is skipped; an update that would make a
-    weight NaN or infinite is undone and closes it too, ``bad[0]`` saying how many. Either way
-    the weights stay the last finite ones, and a closed gate skips every later update.
+    """Forward, loss, backward, update on this process's rows of a ``count``-row batch; returns
+    the network's output. It writes the batch's mean loss into ``loss`` (a 1-element array) and
+    reads nothing back: a non-finite loss closes ``gate`` and the update is skipped; an update
+    that would make a weight NaN or infinite is undone and closes it too, ``bad[0]`` saying how
+    many. Either way the weights stay the last finite ones, and a closed gate skips every later
+    update. So on a GPU the step can be captured as a CUDA graph (neuralnp.graphs).
 
     The loss is a mean over this process's rows, so with a strategy that splits the batch its
     gradient is scaled by rows / count: every layer then sees its part of the global batch's
@@ -320,8 +346,7 @@ def train_step(model, xb, yb, wb, count, strategy, loss, gate, bad):
     for param, regularizer in model._regularized:
         regularizer.add_gradient(param.value, param.grad)
     model.optimizer.apply(gate, bad)
-    if rows and model._metrics:
-        _update_metrics(model, yb, loss_fn.probabilities if model._metrics_from_loss else out, wb)
+    return out
 
 
 def _update_metrics(model, y, probs, w):

@@ -50,6 +50,7 @@ class CupyOps(Ops):
     """:class:`Ops` on CuPy, with the element-wise chains of a training step as CUDA kernels."""
 
     name = "cuda"
+    can_capture = True
 
     def __init__(self, cupy=None):
         if cupy is None:

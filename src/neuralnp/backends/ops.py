@@ -24,6 +24,9 @@ class Ops:
     # The activations bias_act and act_grad compute; an activation layer names its own in
     # its ``fused`` class attribute.
     ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
+    # Whether a training step on these arrays can be captured and replayed as a CUDA graph
+    # (neuralnp.graphs): only on a GPU.
+    can_capture = False
 
     def __init__(self, xp=None):
         self.xp = numpy if xp is None else xp

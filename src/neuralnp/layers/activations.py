@@ -325,7 +325,7 @@ class Activation(Layer):
             raise ValueError("Activation needs a name, e.g. Activation('relu')")
 
     def build(self, input_shape):
-        self.activation.build_for(input_shape, self.dtype, self._rng)
+        self.activation.build_for(input_shape, self.dtype, self._rng, self.ops)  # same device
 
     def parameters(self):
         return self.activation.parameters()

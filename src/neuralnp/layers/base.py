@@ -72,6 +72,9 @@ class Layer(Configurable):
     # the samples of a batch (Dropout's mask, BatchNormalization's statistics) read the global
     # batch from it.
     context = None  # set to LOCAL below, once the class exists
+    # Whether a training step through this layer can be captured as a CUDA graph and replayed
+    # (see neuralnp.graphs): not when it draws random numbers on the host, say.
+    capturable = True
     declared_input_shape = None  # set by __init__; a subclass that skips it declares nothing
 
     def __init_subclass__(cls, register=True, **kwargs):
@@ -118,6 +121,7 @@ class Layer(Configurable):
         self._rng = rng if rng is not None else np.random.default_rng()
         self.input_shape = tuple(int(d) for d in input_shape)
         self._params, self._states = [], []
+        self._workspaces = {}  # arrays of the previous build (another device, another shape)
         self.build(self.input_shape)
         self.output_shape = tuple(self.compute_output_shape(self.input_shape))
         self.built = True

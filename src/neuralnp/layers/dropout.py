@@ -32,6 +32,8 @@ class Dropout(Layer):
     [0.0, 2.0]
     """
 
+    capturable = False  # its masks are drawn on the host, from the model's generator
+
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if (not is_real(rate)
@@ -86,12 +88,25 @@ class Dropout(Layer):
         """The keep mask ``(u >= rate)`` as 0.0/1.0 in the layer's dtype, ``u ~ U[0, 1)``.
 
         Drawn into a workspace (``Generator.random(out=...)`` and an in-place comparison), so a
-        training step allocates nothing; the array is overwritten by the next draw.
+        training step allocates nothing; the array is overwritten by the next draw. On a GPU
+        the mask is drawn on the host, as on the CPU (the same seed, the same masks), and
+        copied over: one upload per step, which is why dropout steps are not captured.
         """
-        mask = self._workspace("mask", shape)
+        on_host = self.ops.reads_are_free
+        mask = self._workspace("mask", shape) if on_host else self._host_mask(shape)
         self._mask_rng.random(dtype=mask.dtype, out=mask)
         np.greater_equal(mask, self.rate, out=mask)  # elementwise, so in place is safe
-        return mask
+        if on_host:
+            return mask
+        device = self._workspace("mask", shape)
+        self.xp.copyto(device, self.ops.to_device(mask))
+        return device
+
+    def _host_mask(self, shape):
+        masks = self.__dict__.setdefault("_host_masks", {})
+        if shape not in masks:
+            masks[shape] = np.empty(shape, self.dtype)
+        return masks[shape]
 
     def forward(self, x, training=False):
         if not training or self.rate == 0.0:
