@@ -78,8 +78,11 @@ class CallbackList(Callback):
                 if getattr(type(cb), hook) is not getattr(Callback, hook) or hook in vars(cb)]
 
     def overrides(self, hook):
-        """Whether any callback has a ``hook`` of its own."""
-        return bool(self._overriding(hook))
+        """Whether any callback has a ``hook`` of its own (asked every epoch: kept)."""
+        known = self.__dict__.setdefault("_overrides", {})
+        if hook not in known:
+            known[hook] = bool(self._overriding(hook))
+        return known[hook]
 
     # Called every step: only the callbacks that override the hook are visited.
     def on_batch_begin(self, batch, logs=None):

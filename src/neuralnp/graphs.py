@@ -47,20 +47,23 @@ class StepGraphs:
 
     def step(self, xb, yb, wb, count, loss, gate, bad):
         """Train on this batch (already in the loop's buffers); its loss goes into ``loss``.
-        Returns what the metrics read: the buffers the graph writes the network's output and
-        the loss's probabilities to (a replay runs no Python, so no attribute is updated)."""
+        Returns the network's output, as ``train_step`` does. A replay runs no Python, so what
+        a step leaves in Python attributes for the metrics (the loss's ``probabilities``) is
+        pointed here at the arrays the graph writes."""
         xp, rows = self.ops.xp, len(xb)
         graph = self.graphs.get(rows)
         with xp.cuda.using_allocator(self.pool.malloc):
             if graph is None:
                 out = self.step_fn(xb, yb, wb, count, self.loss, gate, bad)  # the warm-up
-                read = out, getattr(self.loss_fn, "probabilities", None)
+                probs = getattr(self.loss_fn, "probabilities", None)
                 self.graphs[rows] = self._capture(xb, yb, wb, count, gate, bad)
             else:
                 graph[0].launch(self.stream)
-                read = graph[1:]
+                out, probs = graph[1:]
+        if probs is not None:
+            self.loss_fn.probabilities = probs
         xp.copyto(loss, self.loss)
-        return read
+        return out
 
     def _capture(self, xb, yb, wb, count, gate, bad):
         stream, runtime = self.stream, self.ops.xp.cuda.runtime

@@ -186,6 +186,8 @@ class _FusedLogits:
     by ``_fused_op``), into arrays made once per batch shape."""
 
     _fused_key = None
+    # The targets the fused operation takes: rows of the logits' dtype, or integer labels
+    _labels_dtype, _target_ndim = None, 2
 
     def build(self, ops=None):
         super().build(ops)
@@ -201,11 +203,14 @@ class _FusedLogits:
         key = (y_pred.shape, y_pred.dtype)
         if self._fused_key != key:
             self._fused_key, xp = key, self.xp
+            self._target_dtype = self._labels_dtype or y_pred.dtype
             self._probs, self._fused_grad = xp.empty_like(y_pred), xp.empty_like(y_pred)
             self._value = xp.empty(1)
         loss = self._value if out is None else out
-        self._fused(y_pred, self._fused_targets(y_true, y_pred.dtype), self._probs,
-                    self._fused_grad, loss)
+        if (getattr(y_true, "dtype", None) != self._target_dtype
+                or y_true.ndim != self._target_ndim):  # the loop's batches never need this
+            y_true = self._fused_targets(y_true, y_pred.dtype)
+        self._fused(y_pred, y_true, self._probs, self._fused_grad, loss)
         self.probabilities, self._grad = self._probs, self._fused_grad
         return float(loss[0]) if out is None else out
 
@@ -268,6 +273,7 @@ class SparseCategoricalCrossentropy(_FusedLogits, Loss):
     name = "sparse_categorical_crossentropy"
     targets, fuses_with = "labels", "softmax"
     _fused_op = "softmax_xent"
+    _labels_dtype, _target_ndim = np.dtype(np.intp), 1
 
     def _fused_targets(self, y_true, dtype):
         """Integer row indices ``(N,)``, whatever form the caller's labels take."""

@@ -173,16 +173,15 @@ class Optimizer(Configurable):
         keeps its contribution) and writes how many into ``bad[0]``. ``iterations`` counts the
         updates made (on a device, the loop adds them up per epoch)."""
         if self._on_host:  # the gate is host memory: read it
-            if gate[0]:
-                self._step(gate, bad)
-                if gate[0]:
-                    self.iterations += 1
+            if gate[0] and self._step(gate, bad):
+                self.iterations += 1
             return
         self.ops.gated(gate, lambda: self._step(gate, bad), self.buffer.values,
                        *self.state.values())
         self._t += gate
 
     def _step(self, gate, bad):
+        """The update; on the host, whether it was kept (a device does not know yet)."""
         xp, params, grads = self.xp, self.buffer.values, self.buffer.grads
         self._write_numbers()
         if self.clipvalue is not None:
@@ -197,8 +196,10 @@ class Optimizer(Configurable):
         self._update(params, grads, self._lr)
         if not self._guarded_update:
             self.ops.sum_squares(params, self._check)
-        if not self._on_host or not math.isfinite(self._check[0]):  # the host trusts a finite hint
-            self.ops.keep_finite(params, self._previous, self._check, gate, bad)
+        if self._on_host and math.isfinite(self._check[0]):  # the host trusts a finite hint
+            return True
+        self.ops.keep_finite(params, self._previous, self._check, gate, bad)
+        return self._on_host and bool(gate[0])
 
     def _write_numbers(self):
         """Fill this step's 1-element arrays (see _numbers)."""

@@ -131,19 +131,20 @@ def _fit(model, x, y, strategy, *, epochs=1, batch_size=32, verbose=1, callbacks
     batches = _Batches(arrays, batch_size, model.rng if shuffle else None, model.ops,
                        into_buffers=graphs is not None)
     record = EpochRecord(model.ops, steps)
-    for epoch in range(initial_epoch, epochs):
-        cbs.on_epoch_begin(epoch, {})
-        epoch_logs = _run_epoch(model, batches, record, strategy, cbs, graphs)
-        if epoch_logs is None:  # diverged, and a callback chose to stop rather than raise
-            break
-        logs = epoch_logs
-        if validation is not None:
-            val = evaluate(model, *validation, batch_size=max(batch_size, 256),
-                           strategy=strategy)
-            logs.update({f"val_{k}": v for k, v in val.items()})
-        cbs.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
+    with contextlib.nullcontext() if graphs is None else graphs.run():
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch, {})
+            epoch_logs = _run_epoch(model, batches, record, strategy, cbs, graphs)
+            if epoch_logs is None:  # diverged, and a callback chose to stop rather than raise
+                break
+            logs = epoch_logs
+            if validation is not None:
+                val = evaluate(model, *validation, batch_size=max(batch_size, 256),
+                               strategy=strategy)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            cbs.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
     cbs.on_train_end(logs)
     return history
 
@@ -254,11 +255,6 @@ def _graphs(model, strategy):
 def _run_epoch(model, batches, record, strategy, cbs, graphs=None):
     """One pass over the batches; the epoch's logs, or None when training diverged and a
     callback (TerminateOnNaN) stopped it."""
-    with contextlib.nullcontext() if graphs is None else graphs.run():
-        return _epoch(model, batches, record, strategy, cbs, graphs)
-
-
-def _epoch(model, batches, record, strategy, cbs, graphs):
     for m in model._metrics:
         m.reset()
     optimizer, host = model.optimizer, model.ops.reads_are_free
@@ -267,17 +263,21 @@ def _epoch(model, batches, record, strategy, cbs, graphs):
     optimizer.plan(len(record.slots))
     begin_hooks = cbs.overrides("on_batch_begin")  # most fits have none: skip the call
     end_hooks = cbs.overrides("on_batch_end")
-    slots, gate, bad = record.slots, record.gate, record.bad
+    slots, gate, bad, metrics = record.slots, record.gate, record.bad, model._metrics
     for batch, count, xb, yb, wb in batches.epoch(strategy):
         if begin_hooks:
             cbs.on_batch_begin(batch, {"size": count})
         if graphs is None:
             out = train_step(model, xb, yb, wb, count, strategy, slots[batch], gate, bad)
-            probs = getattr(model._train_loss, "probabilities", None)
         else:
-            out, probs = graphs.step(xb, yb, wb, count, slots[batch], gate, bad)
-        if model._metrics and len(xb):
-            _update_metrics(model, yb, probs if model._metrics_from_loss else out, wb)
+            out = graphs.step(xb, yb, wb, count, slots[batch], gate, bad)
+        if metrics and len(xb):
+            probs = model._train_loss.probabilities if model._metrics_from_loss else out
+            if host:  # written out: most fits have a metric, and this runs every step
+                for m in metrics:
+                    m.update(yb, probs, wb)
+            else:
+                _update_metrics(model, yb, probs, wb)
         if not host:
             record.count_update()
         if host or end_hooks:  # a read: free on the host, asked for by a per-batch callback
@@ -352,8 +352,9 @@ def train_step(model, xb, yb, wb, count, strategy, loss, gate, bad):
 def _update_metrics(model, y, probs, w):
     """Metrics count on the host: on a device this reads the batch back (a fit without metrics
     never does)."""
-    host = model.ops.to_host
-    y, probs, w = host(y), host(probs), None if w is None else host(w)
+    if not model.ops.reads_are_free:
+        host = model.ops.to_host
+        y, probs, w = host(y), host(probs), None if w is None else host(w)
     for m in model._metrics:
         m.update(y, probs, w)
 
