@@ -246,8 +246,10 @@ class EpochRecord:
 
 def _graphs(model, strategy):
     """The CUDA graphs the steps replay, where the model can be captured (else None: eager)."""
+    if not model.ops.can_capture or type(strategy) is not LocalStrategy:  # MPI steps talk
+        return None
     from .graphs import StepGraphs, capturable
-    if type(strategy) is not LocalStrategy or not capturable(model):  # MPI steps talk: eager
+    if not capturable(model):
         return None
     return StepGraphs(model, lambda *args: train_step(model, *args[:4], strategy, *args[4:]))
 
