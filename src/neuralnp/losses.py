@@ -174,7 +174,8 @@ class Huber(Loss):
         a = xp.abs(diff)
         per = xp.where(a <= self.delta, 0.5 * a * a, self.delta * (a - 0.5 * self.delta))
         d = _features(y_pred)
-        return xp.mean(per.reshape(len(diff), -1), axis=1), xp.clip(diff, -self.delta, self.delta) / d
+        grad = xp.clip(diff, -self.delta, self.delta) / d
+        return xp.mean(per.reshape(len(diff), -1), axis=1), grad
 
     def get_config(self):
         return {**super().get_config(), "delta": self.delta}
