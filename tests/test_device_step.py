@@ -60,7 +60,7 @@ def test_a_training_step_reads_nothing_back(name):
     x, y = _data()
     xb = model.ops.to_device(model._inputs(x[:16]))
     yb = model.ops.to_device(model._targets(y[:16], 16))
-    record = training.EpochRecord(model.ops, 5)
+    record = training.EpochRecord(model.ops, 5, model.buffer.size)
     record.begin()
     model.optimizer.plan(5)
     before = np.array(model.ops.to_host(model.buffer.values))

@@ -130,7 +130,7 @@ def _fit(model, x, y, strategy, *, epochs=1, batch_size=32, verbose=1, callbacks
     graphs = _graphs(model, strategy) if graphs else None
     batches = _Batches(arrays, batch_size, model.rng if shuffle else None, model.ops,
                        into_buffers=graphs is not None)
-    record = EpochRecord(model.ops, steps)
+    record = EpochRecord(model.ops, steps, model.buffer.size)
     with contextlib.nullcontext() if graphs is None else graphs.run():
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch, {})
@@ -220,8 +220,8 @@ class EpochRecord:
     (how many weights a refused update made NaN or infinite), ``updates`` (the updates made,
     counted on a device) and each batch's loss in ``losses``."""
 
-    def __init__(self, ops, steps):
-        self.ops = ops
+    def __init__(self, ops, steps, weights):
+        self.ops, self.weights = ops, weights
         self.values = ops.xp.zeros(3 + steps)
         self.gate, self.bad, self.updates = (self.values[i:i + 1] for i in range(3))
         self.losses = self.values[3:]
@@ -241,7 +241,7 @@ class EpochRecord:
         loss = float(values[3 + step])
         if not math.isfinite(loss):
             return f"the loss became {loss}"
-        return f"the update made {int(values[1])} of {self.size} weights NaN or infinite"
+        return f"the update made {int(values[1])} of {self.weights} weights NaN or infinite"
 
 
 def _graphs(model, strategy):
@@ -251,7 +251,10 @@ def _graphs(model, strategy):
     from .graphs import StepGraphs, capturable
     if not capturable(model):
         return None
-    return StepGraphs(model, lambda *args: train_step(model, *args[:4], strategy, *args[4:]))
+
+    def step(xb, yb, wb, count, loss, gate, bad):
+        return train_step(model, xb, yb, wb, count, strategy, loss, gate, bad)
+    return StepGraphs(model, step)
 
 
 def _run_epoch(model, batches, record, strategy, cbs, graphs=None):
@@ -261,7 +264,6 @@ def _run_epoch(model, batches, record, strategy, cbs, graphs=None):
         m.reset()
     optimizer, host = model.optimizer, model.ops.reads_are_free
     record.begin()
-    record.size = model.buffer.size
     optimizer.plan(len(record.slots))
     begin_hooks = cbs.overrides("on_batch_begin")  # most fits have none: skip the call
     end_hooks = cbs.overrides("on_batch_end")
@@ -274,12 +276,8 @@ def _run_epoch(model, batches, record, strategy, cbs, graphs=None):
         else:
             out = graphs.step(xb, yb, wb, count, slots[batch], gate, bad)
         if metrics and len(xb):
-            probs = model._train_loss.probabilities if model._metrics_from_loss else out
-            if host:  # written out: most fits have a metric, and this runs every step
-                for m in metrics:
-                    m.update(yb, probs, wb)
-            else:
-                _update_metrics(model, yb, probs, wb)
+            _update_metrics(model, yb, model._train_loss.probabilities
+                            if model._metrics_from_loss else out, wb)
         if not host:
             record.count_update()
         if host or end_hooks:  # a read: free on the host, asked for by a per-batch callback
