@@ -19,6 +19,10 @@ strict, so that code which passes here is likely to run on a GPU:
   Allocation is allowed inside ``cp.cuda.using_allocator(pool.malloc)`` with a private
   ``MemoryPool``: the new array is the graph's, and replays recompute it from the current inputs
   (on a GPU the pool must already hold free blocks of those sizes, from a warm-up run).
+* cuBLAS: ``cp.matmul``/``dot`` (CuPy's own cuBLAS calls) are refused during capture, as recent
+  CuPy refuses them (cupy#6290). ``cp.cuda.cublas_library()`` is a fake of libcublas loaded with
+  ctypes (create, setStream, setWorkspace, S/Dgemm), computing column-major gemm with NumPy on
+  the memory its raw pointers name, checked as cuBLAS checks and recorded during capture.
 * ``RawModule`` parses one-line ``__global__`` declarations, checks each launch argument against
   its C type (dtype, C-contiguity, exact NumPy scalar width, count) and runs the kernel's NumPy
   twin: the function of the same name in ``cuda_twins`` (or the module given to ``set_twins``).
@@ -32,6 +36,7 @@ graph), and a non-contiguous kernel argument is an error (CuPy passes the pointe
 """
 
 import contextlib
+import ctypes
 import importlib
 import math
 import operator
@@ -48,6 +53,7 @@ _counts = dict.fromkeys(
 _capture = None  # the Stream capturing now, if any
 _allocator = None  # the private pool's malloc inside using_allocator(), if any
 _twins = None    # the kernel twins module; None: import cuda_twins
+_memory = {}  # id -> weakref of every live device allocation: what a raw pointer can name
 _IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
              "Please use `.get()` to construct a NumPy array explicitly.")
 
@@ -100,6 +106,8 @@ def _track(a, what, recompute=None):
     _counts["allocations"] += 1
     _pool._used += a.nbytes
     weakref.finalize(a, _pool._release, a.nbytes)
+    _memory[id(a)] = weakref.ref(a)
+    weakref.finalize(a, _memory.pop, id(a), None)
     return a
 
 
@@ -266,6 +274,30 @@ def _generic(fn, name):
 for _name in dir(np):
     if isinstance(getattr(np, _name), np.ufunc):
         _wrapped[_name] = _ufunc(getattr(np, _name))
+
+
+# CuPy's functions that call cuBLAS through CuPy's own handle: its ``setStream``, made on every
+# call on a non-default stream, is refused during capture (cupy#6290). vdot is one too, but is
+# not refused yet: neuralnp.regularizers.L1L2.penalty_into calls it inside a training step
+# (tests/test_cublas.py has the strict xfail that turns into a pass once it no longer does).
+CUBLAS_REFUSED = {"matmul", "dot", "inner", "tensordot"}
+
+
+def _cublas_call(name, call):
+    """``call``, refused during capture while ``name`` is in :data:`CUBLAS_REFUSED`."""
+    def refusing(*args, **kwargs):
+        if _capture is not None and name in CUBLAS_REFUSED:
+            _refuse(f"cupy.{name} during capture: CuPy's cuBLAS calls cannot be captured; "
+                    "call cuBLAS through a handle of your own")
+        return call(*args, **kwargs)
+
+    refusing.__name__ = refusing.__qualname__ = name
+    return refusing
+
+
+_wrapped["matmul"] = _cublas_call("matmul", _wrapped["matmul"])
+for _name in ("dot", "vdot", "inner", "tensordot"):
+    _wrapped[_name] = _cublas_call(_name, _generic(getattr(np, _name), _name))
 
 
 def _function(name):
@@ -617,9 +649,175 @@ def using_allocator(allocator=None):
         _allocator = previous
 
 
+# -- cuBLAS through ctypes ------------------------------------------------------------------------
+
+class _Memory:
+    """A NumPy view of raw device memory (``np.asarray`` of it) that keeps its owner alive."""
+
+    def __init__(self, interface, owner):
+        self.__array_interface__, self._owner = interface, owner
+
+
+def _device_view(ptr, dtype, rows, cols, ld, writable, what):
+    """The column-major ``rows × cols`` matrix at ``ptr`` (element (i, j) at ptr + (i + j·ld)·
+    itemsize) as a NumPy view, checked to lie inside one live device allocation."""
+    dtype = np.dtype(dtype)
+    extent = ((cols - 1) * ld + rows) * dtype.itemsize
+    for ref in list(_memory.values()):
+        owner = ref()
+        if owner is None:
+            continue
+        start = owner.__array_interface__["data"][0]
+        if start <= ptr and ptr + extent <= start + owner.nbytes:
+            break
+    else:
+        raise RuntimeError(f"cuBLAS: {what} ({extent} bytes at {ptr:#x}) is not inside one "
+                           "device allocation (an illegal address on a GPU)")
+    if ptr % dtype.itemsize:
+        raise RuntimeError(f"cuBLAS: {what} at {ptr:#x} is misaligned for {dtype}")
+    return np.asarray(_Memory({"data": (ptr, not writable), "shape": (rows, cols),
+                               "strides": (dtype.itemsize, ld * dtype.itemsize),
+                               "typestr": dtype.str, "version": 3}, owner))
+
+
+def _gemm_numpy(a, b, c, transa, transb, alpha, beta):
+    """``c ← alpha·op(a)·op(b) + beta·c`` on column-major views (c not read when beta = 0).
+    Computed as its transpose, cᵀ = op(b)ᵀ·op(a)ᵀ: for a row-major product that is NumPy's
+    own ``a @ b`` on the caller's arrays."""
+    op_a, op_b = (a.T if transa else a), (b.T if transb else b)
+    if op_a.shape[1] == 0:  # an empty sum, as reference BLAS: c ← beta·c
+        c[...] = 0 if beta == 0 else beta * c
+        return
+    if alpha == 1 and beta == 0:
+        np.matmul(op_b.T, op_a.T, out=c.T)
+        return
+    product = alpha * np.matmul(op_b.T, op_a.T).T
+    c[...] = product if beta == 0 else product + beta * c
+
+
+class _FakeCublas:
+    """libcublas as ``ctypes.CDLL`` gives it, for the five functions the library calls. Each
+    takes exactly the ctypes arguments the C function declares (ctypes without argtypes would
+    pass a Python int as a 32-bit int, truncating a pointer) and returns a cuBLAS status.
+    Checked as cuBLAS checks (NOT_INITIALIZED for an unknown handle, INVALID_VALUE for a bad
+    op, size or leading dimension) and stricter, as errors: a gemm whose handle is not bound
+    to the current stream (on a GPU it would run on another stream, outside the capture), a
+    gemm during capture without a workspace set (cuBLAS would allocate its own), a matrix
+    outside device memory. setStream resets the workspace to cuBLAS's pool, as documented.
+    A gemm goes through the stand-in's ``_issue``: during capture it is recorded, not run."""
+
+    def __init__(self):
+        self._handles = {}  # handle value -> {"stream": ptr or None, "workspace": (ptr, size)}
+        self.calls = dict.fromkeys(("create", "set_stream", "set_workspace", "gemm"), 0)
+
+    @staticmethod
+    def _typed(name, args, types_):
+        if len(args) != len(types_):
+            raise TypeError(f"{name} takes {len(types_)} arguments, got {len(args)}")
+        for i, (arg, want) in enumerate(zip(args, types_)):
+            if want == "ref":
+                ok = type(arg).__name__ == "CArgObject"
+            else:
+                ok = type(arg) is want
+            if not ok:
+                raise TypeError(f"{name}: argument {i} must be "
+                                f"{'ctypes.byref(...)' if want == 'ref' else want.__name__}, "
+                                f"got {type(arg).__name__}")
+
+    def _handle(self, handle):
+        return self._handles.get(handle.value) if handle.value else None
+
+    def cublasCreate_v2(self, *args):
+        self._typed("cublasCreate_v2", args, ["ref"])
+        target = args[0]._obj
+        if not isinstance(target, ctypes.c_void_p):
+            raise TypeError("cublasCreate_v2: byref() of a ctypes.c_void_p (cublasHandle_t*)")
+        target.value = 0x1000 + len(self._handles)
+        self._handles[target.value] = {"stream": None, "workspace": None}
+        self.calls["create"] += 1
+        return 0
+
+    def cublasSetStream_v2(self, *args):
+        self._typed("cublasSetStream_v2", args, [ctypes.c_void_p, ctypes.c_void_p])
+        state = self._handle(args[0])
+        if state is None:
+            return 1
+        state["stream"], state["workspace"] = args[1].value or 0, None
+        self.calls["set_stream"] += 1
+        return 0
+
+    def cublasSetWorkspace_v2(self, *args):
+        self._typed("cublasSetWorkspace_v2", args,
+                    [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t])
+        state = self._handle(args[0])
+        if state is None:
+            return 1
+        ptr, size = args[1].value or 0, args[2].value
+        if size and not ptr:
+            return 7
+        if size:
+            _device_view(ptr, np.uint8, size, 1, size, True, "the workspace")
+        state["workspace"] = (ptr, size) if size else None
+        self.calls["set_workspace"] += 1
+        return 0
+
+    def _gemm(self, name, ctype, dtype, args):
+        i, p = ctypes.c_int, ctypes.c_void_p
+        self._typed(name, args, [p, i, i, i, i, i, "ref", p, i, p, i, "ref", p, i])
+        handle, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc = args
+        state = self._handle(handle)
+        if state is None:
+            return 1
+        if not (isinstance(alpha._obj, ctype) and isinstance(beta._obj, ctype)):
+            raise TypeError(f"{name}: alpha and beta must be byref({ctype.__name__}) (host "
+                            "pointer mode)")
+        ta, tb, m, n, k = ta.value, tb.value, m.value, n.value, k.value
+        lda, ldb, ldc = lda.value, ldb.value, ldc.value
+        if ta not in (0, 1) or tb not in (0, 1) or min(m, n, k) < 0:
+            return 7
+        a_rows, b_rows = (k if ta else m), (n if tb else k)
+        if lda < max(1, a_rows) or ldb < max(1, b_rows) or ldc < max(1, m):
+            return 7
+        current = _streams[-1]
+        if state["stream"] != current.ptr:
+            message = (f"{name} on a handle bound to stream {state['stream']} while {current} "
+                       "is current: cublasSetStream_v2 it to the current stream first")
+            _refuse(message) if _capture is not None else None
+            raise RuntimeError(message)
+        if _capture is not None and state["workspace"] is None:
+            _refuse(f"{name} during capture without cublasSetWorkspace_v2: cuBLAS would "
+                    "allocate its workspace; set one before capture")
+        self.calls["gemm"] += 1
+        if m == 0 or n == 0:
+            return 0
+        a_cols, b_cols = (m if ta else k), (k if tb else n)
+        va = _device_view(a.value or 0, dtype, a_rows, a_cols, lda, False, f"{name}'s A")
+        vb = _device_view(b.value or 0, dtype, b_rows, b_cols, ldb, False, f"{name}'s B")
+        vc = _device_view(c.value or 0, dtype, m, n, ldc, True, f"{name}'s C")
+        _issue(name, _gemm_numpy, (va, vb, vc, ta, tb, alpha._obj.value, beta._obj.value))
+        return 0
+
+    def cublasSgemm_v2(self, *args):
+        return self._gemm("cublasSgemm_v2", ctypes.c_float, np.float32, args)
+
+    def cublasDgemm_v2(self, *args):
+        return self._gemm("cublasDgemm_v2", ctypes.c_double, np.float64, args)
+
+
+_cublas = None
+
+
+def cublas_library():
+    """The fake libcublas (one per process, as a loaded library is)."""
+    global _cublas
+    if _cublas is None:
+        _cublas = _FakeCublas()
+    return _cublas
+
+
 cuda = types.SimpleNamespace(
     Stream=Stream, Graph=Graph, Device=Device, MemoryPool=MemoryPool,
-    using_allocator=using_allocator,
+    using_allocator=using_allocator, cublas_library=cublas_library,
     get_current_stream=lambda: _streams[-1], is_available=lambda: True,
     runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
 

@@ -5,7 +5,9 @@ functions. What it cannot do there is fuse: ``bias_act`` with a sigmoid is five 
 memory, Adam a dozen, a cross-entropy many more, each its own kernel launch. This class runs
 those chains as one kernel each, from ``kernels.cu`` beside this module (one template per
 operation, compiled once with NVRTC for float and double, the first time one is needed), and
-leaves everything else, matrix products included (cuBLAS), to :class:`Ops`.
+leaves everything else to :class:`Ops`. Matrix products call cuBLAS through a handle of this
+object's own (``cublas.py``), bound to the current stream and a fixed workspace before any
+capture, since CuPy's own cuBLAS calls cannot be captured in a graph (cupy#6290).
 
 Each override checks its conditions (float32 or float64, every array of the same dtype, the
 arrays it writes C-contiguous: a strided input is first copied into a workspace) and otherwise
@@ -23,6 +25,7 @@ import re
 
 import numpy
 
+from . import cublas
 from .ops import Ops
 
 # --fmad=false: a*b + c rounds twice, as in NumPy, so an Adam step gives the reference's numbers
@@ -33,6 +36,8 @@ _THREADS = 256  # per block, for kernels with one thread per value
 _ROW_THREADS = 128  # per block, for the losses' one thread per row (batches are small)
 _MAX_BLOCKS = 1 << 16  # the grid-stride loops cover any size; more blocks than this gain nothing
 _i32, _i64 = numpy.int32, numpy.int64
+# cuBLAS's workspace: NVIDIA's recommended size for Hopper (32 MiB), allocated once per object
+CUBLAS_WORKSPACE_BYTES = 32 << 20
 
 
 def kernel_source():
@@ -67,6 +72,12 @@ class CupyOps(Ops):
         # count for that p, instead of counting the non-finite weights again.
         self._counted = None
         self._zero_inf = {}
+        # The own cuBLAS handle, made by the first product. An array module without CUDA
+        # streams (a test's NumPy in CuPy's clothes) has no cuBLAS: its products are Ops's.
+        self._has_blas = hasattr(self.xp, "cuda")
+        self._blas = None
+        self._blas_workspace = None
+        self._blas_stream = None  # the ptr of the stream the handle is bound to
 
     # -- launching ------------------------------------------------------------------------------
 
@@ -112,6 +123,84 @@ class CupyOps(Ops):
         self.xp.sum(row_loss, keepdims=True, out=loss)
         loss /= count
         return loss
+
+    # -- matrix products ------------------------------------------------------------------------
+
+    def _cublas_library(self):
+        """libcublas through ctypes: the stand-in's fake when this runs on one, else the real."""
+        fake = getattr(self.xp.cuda, "cublas_library", None)
+        return fake() if fake is not None else cublas.load_library()
+
+    def _handle(self):
+        """The own cuBLAS handle, bound to the current stream (re-bound when it changed).
+        Binding is a host call that must precede a capture on that stream; the graphs' eager
+        warm-up step runs on the capture's stream first, so its first product binds."""
+        stream = self.xp.cuda.get_current_stream()
+        if self._blas_stream != stream.ptr:
+            if stream.ptr and stream.is_capturing():
+                raise RuntimeError(
+                    "the first matrix product on a stream ran during a graph capture: run one "
+                    "eagerly on that stream first, so that cuBLAS is bound to it before capture")
+            if self._blas is None:
+                self._blas = cublas.CuBLAS(self._cublas_library())
+                with self.xp.cuda.using_allocator(
+                        self.xp.get_default_memory_pool().malloc):  # not a graph's pool
+                    self._blas_workspace = self.xp.empty(CUBLAS_WORKSPACE_BYTES, numpy.uint8)
+            self._blas.bind(stream.ptr, self._blas_workspace.data.ptr,
+                            self._blas_workspace.nbytes)
+            self._blas_stream = stream.ptr
+        return self._blas
+
+    def matmul(self, a, b, out):
+        """``out ← a·b`` by one cuBLAS gemm on the own handle, for 2-D float32 or float64 arrays
+        of one dtype: strided views map to gemm's transposes and leading dimensions
+        (:func:`cublas.matmul_args`), other layouts go through workspaces first. Anything else
+        goes to :meth:`Ops.matmul` (CuPy's cuBLAS: not capturable)."""
+        dtype = out.dtype
+        if not (self._has_blas and dtype in _C_TYPES and a.dtype == dtype and b.dtype == dtype
+                and a.ndim == b.ndim == out.ndim == 2 and a.shape[1] == b.shape[0]
+                and out.shape == (a.shape[0], b.shape[1])
+                and isinstance(a, self.xp.ndarray) and isinstance(b, self.xp.ndarray)
+                and isinstance(out, self.xp.ndarray)):
+            return super().matmul(a, b, out)
+        if out.size == 0:
+            return out
+        if a.shape[1] == 0:  # an empty sum
+            out.fill(0)
+            return out
+        size = dtype.itemsize
+        target = out
+        args = cublas.matmul_args(a.shape, a.strides, b.shape, b.strides, out.shape,
+                                  out.strides, size)
+        if args is None:  # workspaces for what cannot be expressed: copies of the operands
+            if not cublas.operand_maps(a.shape, a.strides, size):
+                a = self._input(("matmul", "a"), a)
+            if not cublas.operand_maps(b.shape, b.strides, size):
+                b = self._input(("matmul", "b"), b)
+            if not cublas.output_maps(out.shape, out.strides, size):
+                target = self._scratch(("matmul", "out"), out.shape, dtype)
+            args = cublas.matmul_args(a.shape, a.strides, b.shape, b.strides, target.shape,
+                                      target.strides, size)
+        first, second = (b, a) if args.first == "b" else (a, b)
+        self._handle().gemm(dtype, args.transa, args.transb, args.m, args.n, args.k,
+                            first.data.ptr, args.lda, second.data.ptr, args.ldb,
+                            target.data.ptr, args.ldc)
+        if target is not out:
+            self.xp.copyto(out, target)
+        return out
+
+    def matmul_for(self, inner):
+        return self.matmul
+
+    def sum_squares(self, x, out):
+        """``out[0] ← Σ x²`` as a 1×n by n×1 gemm on the own handle (``xp.dot`` is CuPy's
+        cuBLAS, not capturable); :meth:`Ops.sum_squares` for other arrays."""
+        if not (self._has_blas and x.ndim == 1 and x.size and x.dtype in _C_TYPES and out.dtype == x.dtype
+                and out.size == 1 and isinstance(x, self.xp.ndarray)):
+            return super().sum_squares(x, out)
+        x = self._input("sum_squares", x)
+        self.matmul(x.reshape(1, x.size), x.reshape(x.size, 1), out.reshape(1, 1))
+        return out
 
     # -- activations ----------------------------------------------------------------------------
 
