@@ -277,10 +277,8 @@ for _name in dir(np):
 
 
 # CuPy's functions that call cuBLAS through CuPy's own handle: its ``setStream``, made on every
-# call on a non-default stream, is refused during capture (cupy#6290). vdot is one too, but is
-# not refused yet: neuralnp.regularizers.L1L2.penalty_into calls it inside a training step
-# (tests/test_cublas.py has the strict xfail that turns into a pass once it no longer does).
-CUBLAS_REFUSED = {"matmul", "dot", "inner", "tensordot"}
+# call on a non-default stream, is refused during capture (cupy#6290).
+CUBLAS_REFUSED = {"matmul", "dot", "vdot", "inner", "tensordot"}
 
 
 def _cublas_call(name, call):

@@ -29,9 +29,10 @@ class Regularizer(Configurable):
         """``grad += ∂penalty/∂w``, in place."""
         raise NotImplementedError
 
-    def penalty_into(self, w, out):
-        """``out[0] ←`` the penalty for ``w``, in float64: written, not read back, where the
-        subclass computes it with array operations (this default computes it on the host)."""
+    def penalty_into(self, w, out, ops):
+        """``out[0] ←`` the penalty for ``w``, in float64, with ``ops``: written, not read back,
+        where the subclass computes it with array operations (this default computes it on the
+        host, so a training step with it cannot be captured as a CUDA graph)."""
         out[...] = self(w)
         return out
 
@@ -51,13 +52,16 @@ class L1L2(Regularizer):
             penalty += self.l2 * float(np.vdot(w, w))
         return penalty
 
-    def penalty_into(self, w, out):
-        # __call__'s sums in the same order, each rounded to float64 as float() does there
+    def penalty_into(self, w, out, ops):
+        # __call__'s sums in the same order, each rounded to float64 as float() does there; Σw²
+        # through ops.sum_squares (np.vdot's product on the host; on a GPU, CuPy's vdot would
+        # call cuBLAS in a way a captured step cannot)
         out.fill(0.0)
         if self.l1:
             out += self.l1 * np.sum(np.abs(w)).astype(np.float64)
         if self.l2:
-            out += self.l2 * np.vdot(w, w).astype(np.float64)
+            squares = ops.sum_squares(w.reshape(-1), ops.xp.empty(1, w.dtype))
+            out += self.l2 * squares.astype(np.float64)
         return out
 
     def add_gradient(self, w, grad):

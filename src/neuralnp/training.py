@@ -364,7 +364,7 @@ def _add_penalty(model, loss):
     total, term = model._penalties[0:1], model._penalties[1:2]
     total.fill(0.0)
     for param, regularizer in model._regularized:
-        total += regularizer.penalty_into(param.value, term)
+        total += regularizer.penalty_into(param.value, term, model.ops)
     loss += total
 
 
