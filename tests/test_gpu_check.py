@@ -23,3 +23,20 @@ def test_gpu_check_fake_passes_and_writes_its_report(tmp_path):
     assert sections["speed"]["status"] == "skipped"
     assert "| trajectory (graphs vs CPU) |" in (tmp_path / "gpu_check.md").read_text()
     assert all(r["graphs_equal_eager"] for r in sections["trajectories"]["results"].values())
+
+
+def test_the_neuralnp_timing_of_the_speed_table_runs_on_the_stand_in(monkeypatch):
+    """The speed section needs a GPU, but its neuralnp run (the mnist-seed MLP, moved to the
+    device, warm-up epoch, timed epochs with CUDA graphs) is checked here at a tiny size."""
+    import sys
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import fakecupy
+    import gpu_check
+    import numpy as np
+    from neuralnp.backends.cupy_ops import CupyOps
+    monkeypatch.setattr(gpu_check, "EPOCHS", 1)
+    fakecupy.reset_counters()
+    rng = np.random.default_rng(0)
+    seconds = gpu_check._neuralnp_seconds(fakecupy, CupyOps, rng.random((96, 784), np.float32),
+                                          rng.integers(0, 10, 96), 32)
+    assert seconds > 0 and fakecupy.counters()["replays"] == 5  # all but the first step
