@@ -41,8 +41,8 @@ class StepGraphs:
         self.graphs = {}
 
     def run(self):
-        """The context the whole epoch runs in: this stream, so the batch gathers, the replays
-        and the copies of the losses run in order."""
+        """The context the whole fit runs in: this stream, so the batch gathers, the replays,
+        the copies of the losses and the validation run in order."""
         return self.stream
 
     def step(self, xb, yb, wb, count, loss, gate, bad):
@@ -51,21 +51,23 @@ class StepGraphs:
         a step leaves in Python attributes for the metrics (the loss's ``probabilities``) is
         pointed here at the arrays the graph writes."""
         xp, rows = self.ops.xp, len(xb)
-        graph = self.graphs.get(rows)
+        captured = self.graphs.get(rows)
         with xp.cuda.using_allocator(self.pool.malloc):
-            if graph is None:
+            if captured is None:
                 out = self.step_fn(xb, yb, wb, count, self.loss, gate, bad)  # the warm-up
                 probs = getattr(self.loss_fn, "probabilities", None)
                 self.graphs[rows] = self._capture(xb, yb, wb, count, gate, bad)
             else:
-                graph[0].launch(self.stream)
-                out, probs = graph[1:]
+                graph, out, probs = captured
+                graph.launch(self.stream)
         if probs is not None:
             self.loss_fn.probabilities = probs
         xp.copyto(loss, self.loss)
         return out
 
     def _capture(self, xb, yb, wb, count, gate, bad):
+        """``(graph, output, probabilities)``: the step recorded (not run), and the arrays it
+        writes the network's output and the loss's probabilities to."""
         stream, runtime = self.stream, self.ops.xp.cuda.runtime
         # Relaxed: the allocations the pool serves from its free blocks are allowed
         mode = getattr(runtime, "streamCaptureModeRelaxed", None)
@@ -74,5 +76,4 @@ class StepGraphs:
             out = self.step_fn(xb, yb, wb, count, self.loss, gate, bad)
         finally:
             graph = stream.end_capture()
-        # The arrays this capture writes them to (an array made during the step is the graph's)
         return graph, out, getattr(self.loss_fn, "probabilities", None)
