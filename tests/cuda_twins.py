@@ -310,3 +310,15 @@ def avg_pool_grad(g, dpadded, count, per_window, count_value, n, hp, wp, c, oh, 
     for k in range(ph * pw):
         total[_tap(k // pw, k % pw, oh, ow, sh, sw)] += share
     dpadded[...] = total
+
+
+def dropout_mask(mask, key, rate, bits, n):
+    """``mask[i] = (u_i >= rate)``, ``u_i`` from the splitmix64 hash of the key and ``i``."""
+    words = key.view(np.uint64)
+    z = words[0:1] + words[1:2] * np.uint64(0xD1B54A32D192ED03) \
+        + np.arange(int(n), dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    u = (z >> np.uint64(64 - int(bits))).astype(mask.dtype) * mask.dtype.type(2.0 ** -int(bits))
+    _flat(mask, n)[...] = u >= rate

@@ -65,7 +65,8 @@ class _FakeModule:
 # The operations CupyOps runs as kernels, with the kernel of each.
 KERNELS = {name: name for name in ("bias_act", "act_grad", "softmax_xent", "softmax_xent_dense",
                                    "sigmoid_xent", "sgd", "adam", "im2col", "col2im", "max_pool",
-                                   "max_pool_grad", "avg_pool", "avg_pool_grad")}
+                                   "max_pool_grad", "avg_pool", "avg_pool_grad",
+                                   "dropout_mask")}
 OVERRIDDEN = [*KERNELS, "keep_finite"]
 PARAMS = [pytest.param(name, build, id=f"{name}-{case}")
           for name in OVERRIDDEN for case, build in CASES[name]]

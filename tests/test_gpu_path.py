@@ -147,9 +147,28 @@ def test_graph_steps_train_bit_for_bit_as_eager_steps(kind, make_optimizer, dtyp
         assert np.array_equal(graph.optimizer.state_dict()[key], value), key
 
 
-def test_a_model_with_dropout_trains_eagerly_on_the_gpu():
-    (model, history, replays), _ = _fit_both("dropout", lambda: nn.Adam(0.02))
-    assert replays == 0 and np.isfinite(history["loss"]).all()
+def test_dropout_draws_its_masks_on_the_device_so_its_steps_are_captured_too():
+    (graph, graph_history, replays), (eager, eager_history, _) = _fit_both(
+        "dropout", lambda: nn.Adam(0.02))
+    assert replays == 3 * 4 - 2 and np.isfinite(graph_history["loss"]).all()
+    assert graph_history == eager_history  # each replay drew a new mask, as each eager step did
+    assert np.array_equal(graph.buffer.values.get(), eager.buffer.values.get())
+    dropout = graph.layers[1]
+    assert dropout._key.get()[1] == 12  # one draw per step: 3 epochs of 4 batches
+
+
+def test_device_dropout_masks_keep_the_rate_and_change_every_draw():
+    from neuralnp.backends import get_ops
+    ops = get_ops("cuda")
+    key = fakecupy.asarray(np.array([2024, 0], np.int64))
+    masks = [ops.dropout_mask(fakecupy.empty((300, 400), np.float32), key, 0.3).get()
+             for _ in range(2)]
+    for mask in masks:  # 120,000 draws: the kept fraction within 4 standard deviations of 0.7
+        assert abs(mask.mean() - 0.7) < 4 * (0.7 * 0.3 / mask.size) ** 0.5
+    assert 0.4 < (masks[0] != masks[1]).mean() < 0.44  # independent draws: 2·0.3·0.7 = 0.42
+    again = ops.dropout_mask(fakecupy.empty((300, 400), np.float32),
+                             fakecupy.asarray(np.array([2024, 0], np.int64)), 0.3).get()
+    assert np.array_equal(again, masks[0])  # the same key, the same mask
 
 
 def test_a_non_finite_loss_inside_a_graph_stops_as_the_eager_step_does():

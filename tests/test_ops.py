@@ -101,6 +101,9 @@ CASES = {
                          m, case, keep, state))
                     for case in ("finite", "nan", "huge") for keep in (True, False)
                     for state in (1.0, 0.0)],
+    "dropout_mask": [(f"rate-{rate}", lambda m, rate=rate: (
+        m.out(13, 7), np.array([m.rng.integers(2 ** 62), 3], np.int64), rate))
+        for rate in (0.0, 0.3, 0.9)],
     "take_rows": [("2d", lambda m: (m.normal(10, 4), m.rng.permutation(10)[:6], m.out(6, 4))),
                   ("1d", lambda m: (m.normal(10), m.rng.permutation(10)[:6], m.out(6)))],
     "im2col": [(f"c{c}-s{s}-d{d}", lambda m, c=c, s=s, d=d: (

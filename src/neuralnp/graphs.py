@@ -18,8 +18,9 @@ What a graph fixes at capture, and how each is kept right on replay:
 - Python decisions (the batch size, which optimizer branch runs): the same for every step of
   one shape, which is why there is a graph per shape.
 
-Layers that draw random numbers on the host (dropout) or talk to other processes cannot be
-captured; :func:`capturable` says so and the loop then runs the same step eagerly.
+A layer that draws random numbers on the host cannot be captured (dropout draws on the device
+there: ``Ops.dropout_mask``); :func:`capturable` says so and the loop then runs the same step
+eagerly, as it does for a step that talks to other processes.
 """
 
 

@@ -327,6 +327,16 @@ class CupyOps(Ops):
         self._after_update(p, check, count)
         return p
 
+    def dropout_mask(self, mask, key, rate):
+        if (mask.dtype not in _C_TYPES or not _writable(mask) or key.dtype != numpy.int64
+                or not key.flags.c_contiguous):
+            return super().dropout_mask(mask, key, rate)
+        bits = 24 if mask.dtype == numpy.float32 else 53
+        self._launch("dropout_mask", mask.dtype, mask.size, mask, key, mask.dtype.type(rate),
+                     _i32(bits), _i64(mask.size))
+        key[1:2] += 1  # on the device: the next draw, and the next replay, get new numbers
+        return mask
+
     def keep_finite(self, p, previous, check, gate, bad):
         """As :meth:`Ops.keep_finite`; after :meth:`sgd` or :meth:`adam` on this ``p`` with this
         ``check`` (the latest update made, and ``p`` not changed since), it takes the kernel's

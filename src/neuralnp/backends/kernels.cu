@@ -390,3 +390,23 @@ template <typename T> __global__ void avg_pool_grad(const T* g, T* dpadded, cons
         dpadded[e] = sum;
     }
 }
+
+// dropout_mask: mask[i] = (u_i >= rate), u_i uniform in [0, 1) from a counter-based hash of the
+// key (seed, counter) and i: the splitmix64 finalizer of seed + counter*C1 + i*C2, its top `bits`
+// bits (24 for float, 53 for double) times 2^-bits, exact in T. The host advances nothing: the
+// caller adds 1 to key[1] on the device after each draw.
+template <typename T> __global__ void dropout_mask(T* mask, const long long* key, T rate, int bits, long long n)
+{
+    const unsigned long long seed = (unsigned long long)key[0];
+    const unsigned long long counter = (unsigned long long)key[1];
+    const T scale = (T)1 / (T)(1ULL << bits);
+    for (long long i = first_item(); i < n; i += grid_stride()) {
+        unsigned long long z = seed + counter * 0xD1B54A32D192ED03ULL
+                               + (unsigned long long)i * 0x9E3779B97F4A7C15ULL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        z ^= z >> 31;
+        const T u = (T)(z >> (64 - bits)) * scale;
+        mask[i] = u >= rate ? (T)1 : (T)0;
+    }
+}

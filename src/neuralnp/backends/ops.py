@@ -295,6 +295,30 @@ class Ops:
         training loop's one read per epoch)."""
         return a if self.xp is numpy else a.get()
 
+    # -- random numbers drawn on the device ------------------------------------------------------
+
+    def dropout_mask(self, mask, key, rate):
+        """``mask ← [u ≥ rate]`` (1 or 0 in ``mask``'s dtype) with ``u`` uniform in [0, 1),
+        then ``key[1] += 1``. ``u`` is a counter-based hash of ``key = (seed, counter)`` (a
+        2-element int64 array on the device) and each entry's index ``i``: the splitmix64
+        finalizer of ``seed + counter·0xD1B54A32D192ED03 + i·0x9E3779B97F4A7C15``, its top 24
+        bits (float32) or 53 bits (float64) scaled to [0, 1). Nothing comes from the host, so
+        a captured step draws new masks on every replay."""
+        xp, n = self.xp, mask.size
+        index = self._scratch("dropout_index", (n,), numpy.uint64)
+        xp.copyto(index, xp.arange(n, dtype=numpy.uint64))
+        words = key.view(numpy.uint64)
+        seed, counter = words[0:1], words[1:2]  # arrays, not scalars: they wrap without warning
+        z = seed + counter * 0xD1B54A32D192ED03 + index * 0x9E3779B97F4A7C15
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+        z ^= z >> 31
+        bits = 24 if mask.dtype == numpy.float32 else 53
+        u = (z >> (64 - bits)).astype(mask.dtype) * mask.dtype.type(2.0 ** -bits)
+        xp.greater_equal(u.reshape(mask.shape), rate, out=mask)
+        key[1:2] += 1
+        return mask
+
     # -- batches --------------------------------------------------------------------------------
 
     def take_rows(self, x, rows, out):

@@ -32,8 +32,6 @@ class Dropout(Layer):
     [0.0, 2.0]
     """
 
-    capturable = False  # its masks are drawn on the host, from the model's generator
-
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if (not is_real(rate)
@@ -54,10 +52,12 @@ class Dropout(Layer):
         self.seed = None if seed is None else int(seed)
         self._mask_rng = None
         self._mask = None
+        self._key = None
 
     def build(self, input_shape):
         # A fresh generator per build, so that a seeded layer rebuilt draws the same masks again.
         self._mask_rng = np.random.default_rng(self.seed) if self.seed is not None else self._rng
+        self._key = None  # a device's mask stream, started at its first draw
         if self.noise_shape is not None:
             rank = len(input_shape) + 1
             if len(self.noise_shape) != rank:
@@ -89,24 +89,19 @@ class Dropout(Layer):
 
         Drawn into a workspace (``Generator.random(out=...)`` and an in-place comparison), so a
         training step allocates nothing; the array is overwritten by the next draw. On a GPU
-        the mask is drawn on the host, as on the CPU (the same seed, the same masks), and
-        copied over: one upload per step, which is why dropout steps are not captured.
+        ``u`` comes from a counter-based hash on the device instead (``Ops.dropout_mask``),
+        seeded once from this layer's generator, so a captured step draws new masks on every
+        replay: the same seed gives the same masks on a GPU every time, not the CPU's masks.
         """
-        on_host = self.ops.reads_are_free
-        mask = self._workspace("mask", shape) if on_host else self._host_mask(shape)
+        mask = self._workspace("mask", shape)
+        if not self.ops.reads_are_free:
+            if self._key is None:
+                seed = self._mask_rng.integers(2 ** 62)
+                self._key = self.ops.to_device(np.array([seed, 0], np.int64))
+            return self.ops.dropout_mask(mask, self._key, self.rate)
         self._mask_rng.random(dtype=mask.dtype, out=mask)
         np.greater_equal(mask, self.rate, out=mask)  # elementwise, so in place is safe
-        if on_host:
-            return mask
-        device = self._workspace("mask", shape)
-        self.xp.copyto(device, self.ops.to_device(mask))
-        return device
-
-    def _host_mask(self, shape):
-        masks = self.__dict__.setdefault("_host_masks", {})
-        if shape not in masks:
-            masks[shape] = np.empty(shape, self.dtype)
-        return masks[shape]
+        return mask
 
     def forward(self, x, training=False):
         if not training or self.rate == 0.0:
