@@ -44,11 +44,6 @@ class NumpyOps(Ops):
             gate[0] = 0.0
         return gate
 
-    def gated(self, gate, update, *arrays):
-        if gate[0]:  # skipped rather than undone
-            update()
-        return gate
-
     def keep_finite(self, p, previous, check, gate, bad):
         # The finite hint is also NaN or inf for weights near 1e19 (float32): confirm it.
         if math.isfinite(check[0]) or not gate[0] or np.isfinite(p).all():

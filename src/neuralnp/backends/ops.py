@@ -255,8 +255,9 @@ class Ops:
     def gated(self, gate, update, *arrays):
         """Call ``update()``, which changes ``arrays`` in place, with the effect it has only
         if ``gate[0]`` is nonzero now, without reading the gate on the host: the arrays are
-        copied first and put back if the gate was closed (NumpyOps reads it and skips the
-        call). An update that closes the gate itself undoes what it must (:meth:`keep_finite`)."""
+        copied first and put back if the gate was closed (on the host, where reading the gate
+        is free, the optimizer reads it and skips the call instead). An update that closes the
+        gate itself undoes what it must (:meth:`keep_finite`)."""
         xp = self.xp
         closed = self._scratch("closed", (1,), bool)
         xp.equal(gate, 0, out=closed)
