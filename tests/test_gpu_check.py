@@ -40,3 +40,25 @@ def test_the_neuralnp_timing_of_the_speed_table_runs_on_the_stand_in(monkeypatch
     seconds = gpu_check._neuralnp_seconds(fakecupy, CupyOps, rng.random((96, 784), np.float32),
                                           rng.integers(0, 10, 96), 32)
     assert seconds > 0 and fakecupy.counters()["replays"] == 5  # all but the first step
+
+
+def test_a_failing_capture_still_reports_the_eager_trajectories(monkeypatch):
+    """On the GPU the check has one run to say what it can: a capture that fails is a failure
+    of the graphs, not of the whole section."""
+    import sys
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import fakecupy
+    import gpu_check
+    from neuralnp import graphs
+    from neuralnp.backends.cupy_ops import CupyOps
+
+    def refuse(self, *args):
+        raise RuntimeError("capture refused (simulated)")
+    monkeypatch.setattr(graphs.StepGraphs, "_capture", refuse)
+    report = gpu_check.check_trajectories(fakecupy, CupyOps)
+    assert report["status"] == "failed" and len(report["failures"]) == 4
+    assert all("capture refused" in failure for failure in report["failures"])
+    for result in report["results"].values():
+        assert result["max_relative_eager"] <= result["tolerance"] and result["repeatable_eager"]
+    assert "failed (eager:" in gpu_check.markdown({"fake": True, "sections": {
+        "trajectories": report}})
