@@ -508,6 +508,11 @@ def test_every_mistake_is_one_line_with_status_2(tmp_path):
     assert "stratify" not in line and "Name" in line and "--target" in line
     line = _one_line_error(go("train", labels, "--target", "label", "--loss", "mse"))
     assert "--loss mse" in line and "does not fit" in line
+    try:
+        import cupy  # noqa: F401
+    except ImportError:  # no GPU library here: one line naming what to install, nothing written
+        line = _one_line_error(go("train", labels, "--target", "label", "--device", "cuda"))
+        assert "neuralnp[gpu]" in line and not (tmp_path / "model").exists()
     go("datasets", "export", "iris", "iris.csv")
     line = _one_line_error(go("datasets", "export", "iris", "iris.csv"))
     assert "--overwrite" in line and "overwrite=True" not in line
@@ -653,3 +658,21 @@ def test_evaluate_a_zip_model_draws_its_confusion_matrix_beside_it(tmp_path, cap
     code, out, err = run(capsys, "evaluate", tmp_path / "models" / "m.zip", data)
     assert code == 0, err
     assert (tmp_path / "models" / "confusion_matrix.png").exists() or "not drawn" in out
+
+
+def test_train_on_the_gpu_with_the_cuda_device_flag(tmp_path, monkeypatch, capsys):
+    """``--device cuda`` on the CuPy stand-in (tests/fakecupy.py): the run trains on the GPU
+    path, saves, and the model predicts on the CPU."""
+    import fakecupy
+    from neuralnp import backends
+    monkeypatch.setattr(backends, "_gpu_cupy", lambda: fakecupy)
+    monkeypatch.delitem(backends._instances, "cuda", raising=False)
+    data = _noisy_labels(tmp_path / "data.csv", n=120)
+    fakecupy.reset_counters()
+    assert main(["train", str(data), "--target", "label", "--device", "cuda", "--epochs", "3",
+                 "--quiet", "--out", str(tmp_path / "m")]) == 0
+    assert fakecupy.counters()["replays"] > 0  # its steps ran as replayed graphs
+    assert main(["predict", str(tmp_path / "m"), str(data), "--out",
+                 str(tmp_path / "p.csv")]) == 0
+    assert (tmp_path / "p.csv").read_text().count("\n") == 121
+    backends._instances.pop("cuda", None)

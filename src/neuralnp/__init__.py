@@ -17,7 +17,7 @@ from .layers import (  # noqa: E402
     Input, LayerNormalization, LeakyReLU, Linear, PReLU,
     ReLU, Sigmoid, SiLU, Softmax, Softplus, Swish, Tanh,
 )
-from .errors import ModelFileError, TrainingDivergedError  # noqa: E402
+from .errors import DeviceError, ModelFileError, TrainingDivergedError  # noqa: E402
 from .model import Sequential  # noqa: E402
 from .optimizers import SGD, Adagrad, Adam, AdamW, Nadam, RMSprop  # noqa: E402
 from .loading import load_model  # noqa: E402

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import __version__
 from .callbacks import Callback
+from .errors import DeviceError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
@@ -140,6 +141,8 @@ def build_parser():
                           help="train every epoch and keep the last epoch's weights")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the weights, the shuffles and the validation split")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help='cuda: train on an NVIDIA GPU (pip install "neuralnp[gpu]")')
     p.add_argument("--out", default="model", metavar="MODEL", help="model folder")
     p.add_argument("--drop", nargs="+", default=[], metavar="COL",
                    help="columns to leave out (names or numbers)")
@@ -223,7 +226,8 @@ def main(argv=None):
             raise
         print("neuralnp: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, TypeError, OSError, ImportError, KeyError, FloatingPointError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, KeyError, FloatingPointError,
+            DeviceError) as exc:
         if os.environ.get("NEURALNP_DEBUG"):
             raise
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -608,6 +612,9 @@ def cmd_train(args):
 
     _check_train_args(args)
     _check_output(args.out, "--out", "model", inputs=[args.data, args.validation])
+    if args.device == "cuda":  # before reading the file: a missing GPU is said at once
+        from .backends import get_ops
+        get_ops("cuda")
     strategy = _strategy(args)
 
     table = read_csv(args.data, delimiter=_delimiter(args), notify=_reading)
@@ -654,7 +661,7 @@ def cmd_train(args):
         if args.dropout:
             layers.append(nn.Dropout(args.dropout))
     layers.append(nn.Dense(units, activation=activation))
-    model = nn.Sequential(layers, seed=args.seed)
+    model = nn.Sequential(layers, seed=args.seed, device=args.device)
     optimizer = nn.optimizers.REGISTRY.get(args.optimizer.lower())
     if optimizer is None:
         nn.optimizers.get(args.optimizer)  # raises, listing the valid names

@@ -17,3 +17,8 @@ class ModelFileError(ValueError):
 class TrainingDivergedError(FloatingPointError):
     """The loss, or an update, became NaN or infinite; the model keeps the last finite weights
     (raised by the training loop and by the optimizer's step)."""
+
+
+class DeviceError(RuntimeError):
+    """The device asked for cannot be used: CuPy, the NVIDIA driver or a GPU is missing. The
+    message says which, and what to install."""

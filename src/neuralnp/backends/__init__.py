@@ -62,20 +62,21 @@ def get_ops(name=None):
 
 def _gpu_cupy():
     """CuPy, once it has shown a usable GPU; otherwise one error that says what is missing."""
+    from ..errors import DeviceError
     try:
         import cupy
     except ImportError:
-        raise RuntimeError(
+        raise DeviceError(
             "device 'cuda' needs CuPy and an NVIDIA GPU: pip install 'neuralnp[gpu]' (CUDA 12) "
             "or 'neuralnp[gpu13]' (CUDA 13); the CPU works without them: device='cpu'") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CuPy raises its own CUDARuntimeError without a driver
-        raise RuntimeError(f"device 'cuda': CuPy is installed but no CUDA GPU is usable "
+        raise DeviceError(f"device 'cuda': CuPy is installed but no CUDA GPU is usable "
                            f"({exc}); check the NVIDIA driver (nvidia-smi), or use "
                            "device='cpu'") from None
     if count < 1:
-        raise RuntimeError("device 'cuda': CuPy found no GPU; use device='cpu'")
+        raise DeviceError("device 'cuda': CuPy found no GPU; use device='cpu'")
     return cupy
 
 
