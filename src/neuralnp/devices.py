@@ -35,7 +35,7 @@ def move(model, ops):
     optimizer = model.optimizer
     optimizer_state = optimizer.state_dict() if optimizer is not None and optimizer.buffer \
         is not None else None
-    generators = _generator_states(model)
+    generators = [g.bit_generator.state for g in _generators(model)]
     model.ops = ops
     if optimizer is not None:
         optimizer.state = {}
@@ -56,6 +56,3 @@ def _generators(model):
     return [value for layer in model.layers for _, value in sorted(vars(layer).items())
             if isinstance(value, np.random.Generator)]
 
-
-def _generator_states(model):
-    return [g.bit_generator.state for g in _generators(model)]

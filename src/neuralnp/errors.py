@@ -19,6 +19,11 @@ class TrainingDivergedError(FloatingPointError):
     (raised by the training loop and by the optimizer's step)."""
 
 
+def refused_update(bad, size):
+    """What a refused update did, in the words the optimizer and the training loop both use."""
+    return f"the update made {bad} of {size} weights NaN or infinite"
+
+
 class DeviceError(RuntimeError):
     """The device asked for cannot be used: CuPy, the NVIDIA driver or a GPU is missing. The
     message says which, and what to install."""

@@ -24,7 +24,7 @@ import numpy as np
 from . import schedules
 from .backends import get_ops
 from ._registry import Configurable, resolve, serialize
-from .errors import TrainingDivergedError
+from .errors import TrainingDivergedError, refused_update
 from ._checks import is_int
 
 
@@ -161,8 +161,7 @@ class Optimizer(Configurable):
         self._gate.fill(1.0)
         self.apply(self._gate, self._bad)
         if not self._gate[0]:
-            raise TrainingDivergedError(f"the update made {int(self._bad[0])} of "
-                                        f"{self.buffer.size} weights NaN or infinite")
+            raise TrainingDivergedError(refused_update(int(self._bad[0]), self.buffer.size))
         if not self._on_host:
             self.iterations += 1
 

@@ -21,7 +21,7 @@ import numpy as np
 from . import metrics
 from ._checks import check_fraction, check_positive_int, class_weights, sample_weights
 from .callbacks import CallbackList, History, ProgbarLogger
-from .errors import TrainingDivergedError
+from .errors import TrainingDivergedError, refused_update
 from .layers.activations import Activation, Softmax, output_activation
 from .losses import CROSSENTROPIES
 
@@ -241,7 +241,7 @@ class EpochRecord:
         loss = float(values[3 + step])
         if not math.isfinite(loss):
             return f"the loss became {loss}"
-        return f"the update made {int(values[1])} of {self.weights} weights NaN or infinite"
+        return refused_update(int(values[1]), self.weights)
 
 
 def _graphs(model, strategy):
